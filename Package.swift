@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+//
+// swift-unet: biomedical images and label masks → augmented, tiled U-Net training shards, and
+// a U-Net trainer on OpenBLAS. See README.md and ../shared/SPEC.md.
+//
+// Layout (each library depends only on the ones listed above it):
+//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims
+//   libraries      SegCore → SegIO → …
+//   executable     unet (swift-argument-parser)
+//   tests          SegTestSupport (shared helpers and naive references) + one bundle per library
+import PackageDescription
+
+/// A system library found through pkg-config, with the Debian package that provides it.
+func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+  .systemLibrary(
+    name: name, path: "Sources/\(name)", pkgConfig: pkgConfig,
+    providers: [.apt([apt])])
+}
+
+let package = Package(
+  name: "swift-unet",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "unet", targets: ["unet"]),
+    .library(name: "SegIO", targets: ["SegIO"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    // MARK: - C layer (no stable API; each imported by exactly one Swift target)
+    systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
+    systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: "libjpeg-dev"),
+    systemLibrary("CTIFF", pkgConfig: "libtiff-4", apt: "libtiff-dev"),
+    .target(
+      name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CTIFF"],
+      exclude: ["README.md"]),
+
+    // MARK: - Public API
+    .target(name: "SegCore", exclude: ["README.md"]),
+    .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
+    .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
+
+    // MARK: - Executable
+    .executableTarget(
+      name: "unet",
+      dependencies: [
+        "SegCore", "SegIO", "SegSynth",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    // MARK: - Test support and unit test bundles
+    .target(
+      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth"],
+      path: "Tests/SegTestSupport"),
+    .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
+    .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
+    .testTarget(
+      name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegTestSupport", "unet"]),
+  ]
+)

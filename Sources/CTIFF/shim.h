@@ -1,0 +1,2 @@
+// Only includes the system header: this module has no API of its own.
+#include <tiffio.h>
