@@ -35,6 +35,7 @@ let package = Package(
     .target(
       name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CTIFF"],
       exclude: ["README.md"]),
+    .target(name: "CSystemShims", exclude: ["README.md"]),
 
     // MARK: - Public API
     .target(name: "SegCore", exclude: ["README.md"]),
@@ -45,7 +46,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth",
+        "SegCore", "SegIO", "SegSynth", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -69,33 +69,32 @@ public enum PNGCodec {
       CCodecShims_png_output_layout(reader, indices, &channels, &sampleBytes)
       let pixels = width * height
       let samples = pixels * Int(channels)
+      func read(into buffer: UnsafeMutableRawBufferPointer) -> Int32 {
+        CCodecShims_png_read(
+          reader, indices, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count, &message,
+          message.count)
+      }
       let image: Image
+      var rc: Int32 = 0
       if sampleBytes == 2 {
-        var interleaved = [UInt16](repeating: 0, count: samples)
-        let rc = interleaved.withUnsafeMutableBytes {
-          CCodecShims_png_read(reader, indices, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count, &message, message.count)
-        }
-        guard rc == 0 else { throw codecError(rc, message) }
-        let planar = interleaved.withUnsafeBufferPointer {
-          deinterleave($0, channels: Int(channels), pixels: pixels, zero: 0)
-        }
-        image = Image(width: width, height: height, channels: Int(channels), pixels: planar)
-      } else if channels == 1 {
-        var rc: Int32 = 0
-        let plane = [UInt8](unsafeUninitializedCapacity: samples) { out, count in
-          rc = CCodecShims_png_read(reader, indices, out.baseAddress, out.count, &message, message.count)
+        let interleaved = [UInt16](unsafeUninitializedCapacity: samples) { out, count in
+          rc = read(into: UnsafeMutableRawBufferPointer(out))
           if rc != 0 { out.initialize(repeating: 0) }
           count = samples
         }
         guard rc == 0 else { throw codecError(rc, message) }
-        image = Image(width: width, height: height, channels: 1, pixels: plane)
+        let planar = channels == 1 ? interleaved : interleaved.withUnsafeBufferPointer {
+          deinterleave($0, channels: Int(channels), pixels: pixels, zero: 0)
+        }
+        image = Image(width: width, height: height, channels: Int(channels), pixels: planar)
       } else {
-        var interleaved = [UInt8](repeating: 0, count: samples)
-        let rc = interleaved.withUnsafeMutableBufferPointer {
-          CCodecShims_png_read(reader, indices, $0.baseAddress, $0.count, &message, message.count)
+        let interleaved = [UInt8](unsafeUninitializedCapacity: samples) { out, count in
+          rc = read(into: UnsafeMutableRawBufferPointer(out))
+          if rc != 0 { out.initialize(repeating: 0) }
+          count = samples
         }
         guard rc == 0 else { throw codecError(rc, message) }
-        let planar = interleaved.withUnsafeBufferPointer {
+        let planar = channels == 1 ? interleaved : interleaved.withUnsafeBufferPointer {
           deinterleave($0, channels: Int(channels), pixels: pixels, zero: 0)
         }
         image = Image(width: width, height: height, channels: Int(channels), pixels: planar)

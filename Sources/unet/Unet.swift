@@ -2,6 +2,13 @@ import ArgumentParser
 import SegCore
 
 @main
+enum Main {
+  static func main() async {
+    tuneMemoryAllocator()
+    await Unet.main()
+  }
+}
+
 struct Unet: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "unet",
