@@ -32,6 +32,7 @@ let package = Package(
     systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
     systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: "libjpeg-dev"),
     systemLibrary("CTIFF", pkgConfig: "libtiff-4", apt: "libtiff-dev"),
+    systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: "libopenblas-dev"),
     .target(
       name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CTIFF"],
       exclude: ["README.md"]),
@@ -41,12 +42,13 @@ let package = Package(
     .target(name: "SegCore", exclude: ["README.md"]),
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
+    .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
 
     // MARK: - Executable
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -56,6 +58,7 @@ let package = Package(
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
+    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegTestSupport", "unet"]),
   ]

@@ -1,0 +1,4 @@
+extension Bench {
+  /// train_step_* ops (issue 7).
+  static var trainOps: [BenchOp] { [] }
+}
