@@ -1,0 +1,158 @@
+import SegCore
+
+/// How a label mask encodes cells.
+public enum MaskKind: String, Sendable, Codable, CaseIterable {
+  /// Every non-zero id is one cell: all pixels carrying it, connected or not.
+  case instances
+  /// Non-zero = foreground; the cells are its connected components (e.g. ISBI 2012 membranes,
+  /// where white = inside a cell).
+  case binary
+  /// Values are class ids (0 = background); the cells are the connected components of each
+  /// non-zero class, and the class balance uses the class values.
+  case classes
+  /// `binary` when the mask holds 0 and exactly one other value, `instances` otherwise.
+  case auto
+}
+
+/// Pixel adjacency for connected components.
+public enum Connectivity: Int, Sendable, Codable, CaseIterable {
+  case four = 4
+  case eight = 8
+}
+
+/// Cells and classes derived from a label mask: an instance id per pixel (0 = background;
+/// ids need not be consecutive) and a class per pixel (0 = background).
+public struct InstanceMap: Sendable, Equatable {
+  public var width: Int
+  public var height: Int
+  /// Instance id per pixel, row-major; 0 = background.
+  public var ids: [UInt32]
+  /// Class per pixel, row-major; 0 = background. For instance and binary masks: 1 in cells.
+  public var classes: [UInt32]
+  /// The kind the mask was read as (never `.auto`).
+  public var kind: MaskKind
+
+  public init(width: Int, height: Int, ids: [UInt32], classes: [UInt32], kind: MaskKind) {
+    precondition(ids.count == width * height && classes.count == width * height, "InstanceMap size mismatch")
+    self.width = width
+    self.height = height
+    self.ids = ids
+    self.classes = classes
+    self.kind = kind
+  }
+
+  /// Reads a one-channel integer label mask.
+  ///
+  /// - Parameters:
+  ///   - mask: one channel; float masks are truncated to integers.
+  ///   - kind: how the values encode cells.
+  ///   - connectivity: adjacency for the connected components of `binary` and `classes`.
+  public init(mask: Image, kind: MaskKind = .auto, connectivity: Connectivity = .four) {
+    precondition(mask.channels == 1, "a label mask has one channel, not \(mask.channels)")
+    let values = mask.labelSamples()
+    var resolved = kind
+    if kind == .auto {
+      var other: UInt32? = nil
+      var binary = true
+      for v in values where v != 0 {
+        if other == nil {
+          other = v
+        } else if v != other {
+          binary = false
+          break
+        }
+      }
+      resolved = binary ? .binary : .instances
+    }
+    let w = mask.width
+    let h = mask.height
+    switch resolved {
+    case .instances, .auto:
+      self.init(width: w, height: h, ids: values, classes: values.map { $0 == 0 ? 0 : 1 }, kind: .instances)
+    case .binary:
+      let ids = ConnectedComponents.label(values, width: w, height: h, connectivity: connectivity, splitByValue: false)
+      self.init(width: w, height: h, ids: ids, classes: values.map { $0 == 0 ? 0 : 1 }, kind: .binary)
+    case .classes:
+      let ids = ConnectedComponents.label(values, width: w, height: h, connectivity: connectivity, splitByValue: true)
+      self.init(width: w, height: h, ids: ids, classes: values, kind: .classes)
+    }
+  }
+
+  /// The number of distinct non-zero ids.
+  public var cellCount: Int { Set(ids).subtracting([0]).count }
+}
+
+/// Connected-component labelling of the non-zero pixels of a mask.
+public enum ConnectedComponents {
+  /// Labels components 1...N in raster order of their first pixel; 0 stays background.
+  ///
+  /// - Parameters:
+  ///   - splitByValue: when true, neighbours join only if they carry the same value (one
+  ///     component per class region); when false, any two non-zero neighbours join.
+  /// - Complexity: O(pixels), two passes with a union–find over provisional labels.
+  public static func label(
+    _ values: [UInt32], width: Int, height: Int, connectivity: Connectivity, splitByValue: Bool
+  ) -> [UInt32] {
+    let n = width * height
+    var provisional = [UInt32](repeating: 0, count: n)
+    var parent: [UInt32] = [0]  // parent[0] unused
+    func find(_ x: UInt32) -> UInt32 {
+      var r = x
+      while parent[Int(r)] != r { r = parent[Int(r)] }
+      var c = x
+      while parent[Int(c)] != r {
+        let next = parent[Int(c)]
+        parent[Int(c)] = r
+        c = next
+      }
+      return r
+    }
+    func union(_ a: UInt32, _ b: UInt32) -> UInt32 {
+      let ra = find(a)
+      let rb = find(b)
+      if ra == rb { return ra }
+      let (lo, hi) = ra < rb ? (ra, rb) : (rb, ra)
+      parent[Int(hi)] = lo
+      return lo
+    }
+    for y in 0..<height {
+      for x in 0..<width {
+        let i = y * width + x
+        let v = values[i]
+        guard v != 0 else { continue }
+        var label: UInt32 = 0
+        func consider(_ j: Int) {
+          let u = values[j]
+          guard u != 0, !splitByValue || u == v else { return }
+          let l = provisional[j]
+          label = label == 0 ? find(l) : union(label, l)
+        }
+        if x > 0 { consider(i - 1) }
+        if y > 0 {
+          consider(i - width)
+          if connectivity == .eight {
+            if x > 0 { consider(i - width - 1) }
+            if x + 1 < width { consider(i - width + 1) }
+          }
+        }
+        if label == 0 {
+          label = UInt32(parent.count)
+          parent.append(label)
+        }
+        provisional[i] = label
+      }
+    }
+    // Final labels: consecutive in order of first appearance.
+    var final = [UInt32](repeating: 0, count: parent.count)
+    var next: UInt32 = 1
+    for i in 0..<n where provisional[i] != 0 {
+      let root = find(provisional[i])
+      if final[Int(root)] == 0 {
+        final[Int(root)] = next
+        next += 1
+      }
+      provisional[i] = final[Int(root)]
+    }
+    return provisional
+  }
+}
