@@ -23,8 +23,11 @@ import Testing
 
 @Suite struct WeightMapTests {
   /// The fast border term against one exact EDT per cell, over many random label maps:
-  /// the two nearest distances must agree exactly wherever d2 is within the cut-off.
+  /// d1 and d2 must agree exactly wherever d1 + d2 is within the cut-off (the only pixels
+  /// whose term is not negligible); elsewhere d2 may be reported as "beyond" but never less
+  /// than the truth.
   @Test func nearestTwoIsExactWithinTheCutoff() {
+    var compared = 0
     for seed in seeds(60) {
       var rng = RandomStream(seed: seed, path: [11])
       let w = 20 + rng.nextInt(below: 60)
@@ -36,12 +39,33 @@ import Testing
       let limit = 30.0
       let fast = BorderTerm.nearestTwo(ids: shuffled, width: w, height: h, limit: limit, threads: 1 + Int(seed % 2))
       let (d1, d2) = ReferenceWeights.nearestTwo(ids: shuffled, width: w, height: h)
+      var wrong = 0
       for i in 0..<(w * h) {
-        if d2[i] <= limit {
-          #expect(Double(fast[i].d2).squareRoot() == d2[i], "seed \(seed) pixel \(i)")
-          #expect(Double(fast[i].d1).squareRoot() == d1[i], "seed \(seed) pixel \(i)")
+        let got1 = fast[i].d1 == NearestTwo.none ? Double.infinity : Double(fast[i].d1).squareRoot()
+        let got2 = fast[i].d2 == NearestTwo.none ? Double.infinity : Double(fast[i].d2).squareRoot()
+        if d1[i] + d2[i] <= limit {
+          compared += 1
+          if got1 != d1[i] || got2 != d2[i] { wrong += 1 }
+        } else if got2 < d2[i] {
+          wrong += 1
+        }
+      }
+      #expect(wrong == 0, "seed \(seed): \(wrong) pixels differ")
+    }
+    #expect(compared > 10_000)
+  }
+
+  /// The background-only variant skips cell pixels but gives the same values elsewhere.
+  @Test func backgroundOnlyAgreesOnBackground() {
+    for seed in seeds(20) {
+      let ids = SyntheticCells(width: 70, height: 50, cells: 10, radius: 3...9, minArea: 1, seed: seed).labels().labelSamples()
+      let all = BorderTerm.nearestTwo(ids: ids, width: 70, height: 50, limit: 28)
+      let bg = BorderTerm.nearestTwo(ids: ids, width: 70, height: 50, limit: 28, backgroundOnly: true)
+      for i in 0..<ids.count {
+        if ids[i] == 0 {
+          #expect(bg[i].d1 == all[i].d1 && (bg[i].d2 == all[i].d2 || Double(all[i].d1).squareRoot() + Double(all[i].d2).squareRoot() > 28))
         } else {
-          #expect(fast[i].d2 == NearestTwo.none || Double(fast[i].d2).squareRoot() == d2[i], "seed \(seed) pixel \(i)")
+          #expect(bg[i] == NearestTwo())
         }
       }
     }
