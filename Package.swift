@@ -37,12 +37,14 @@ let package = Package(
       name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CTIFF"],
       exclude: ["README.md"]),
     .target(name: "CSystemShims", exclude: ["README.md"]),
+    .target(name: "CKernels", exclude: ["README.md"]),
 
     // MARK: - Public API
     .target(name: "SegCore", exclude: ["README.md"]),
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
 
@@ -50,16 +52,17 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegRender", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegRender", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // MARK: - Test support and unit test bundles
     .target(
-      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights"],
+      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment"],
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
+    .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(

@@ -53,6 +53,60 @@ public enum PixelStorage: Sendable, Equatable {
     }
   }
 
+  /// Calls `body` with the samples' bytes (host order), without copying.
+  public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    switch self {
+    case .uint8(let a): return try a.withUnsafeBytes(body)
+    case .uint16(let a): return try a.withUnsafeBytes(body)
+    case .uint32(let a): return try a.withUnsafeBytes(body)
+    case .float32(let a): return try a.withUnsafeBytes(body)
+    }
+  }
+
+  /// Calls `body` with the samples' mutable bytes (host order), without copying.
+  public mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    switch self {
+    case .uint8(var a):
+      self = .uint8([])
+      defer { self = .uint8(a) }
+      return try a.withUnsafeMutableBytes(body)
+    case .uint16(var a):
+      self = .uint16([])
+      defer { self = .uint16(a) }
+      return try a.withUnsafeMutableBytes(body)
+    case .uint32(var a):
+      self = .uint32([])
+      defer { self = .uint32(a) }
+      return try a.withUnsafeMutableBytes(body)
+    case .float32(var a):
+      self = .float32([])
+      defer { self = .float32(a) }
+      return try a.withUnsafeMutableBytes(body)
+    }
+  }
+
+  /// Storage reinterpreting host-order bytes as samples of `type`.
+  public init(bytes: [UInt8], type: PixelType) {
+    precondition(bytes.count % type.byteWidth == 0, "\(bytes.count) bytes do not hold whole \(type) samples")
+    func typed<T>(_: T.Type) -> [T] {
+      let n = bytes.count / MemoryLayout<T>.size
+      return [T](unsafeUninitializedCapacity: n) { out, count in
+        bytes.withUnsafeBytes { raw in
+          if let src = raw.baseAddress, let dst = out.baseAddress {
+            UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: bytes.count)
+          }
+        }
+        count = n
+      }
+    }
+    switch type {
+    case .uint8: self = .uint8(bytes)
+    case .uint16: self = .uint16(typed(UInt16.self))
+    case .uint32: self = .uint32(typed(UInt32.self))
+    case .float32: self = .float32(typed(Float.self))
+    }
+  }
+
   /// Appends the samples of `other`, which must have the same pixel type.
   public mutating func append(_ other: PixelStorage) {
     switch (self, other) {
@@ -207,18 +261,30 @@ public struct Image: Sendable, Equatable {
   /// nearest and clamp to the target range (NaN → 0). No rescaling.
   public func converted(to type: PixelType) -> Image {
     if type == pixelType { return self }
-    func clampRound<T: FixedWidthInteger & UnsignedInteger>(_ v: Double, _: T.Type) -> T {
-      guard v.isFinite, v > 0 else { return 0 }
-      let r = v.rounded()
-      return r >= Double(T.max) ? T.max : T(r)
+    func narrow<S: BinaryInteger, T: FixedWidthInteger & UnsignedInteger>(_ a: [S], _: T.Type) -> [T] {
+      a.map { T(clamping: $0) }
     }
-    let n = sampleCount
+    func fromFloat<T: FixedWidthInteger & UnsignedInteger>(_ a: [Float], _: T.Type) -> [T] {
+      let top = Float(T.max)
+      return a.map { v in
+        guard v.isFinite, v > 0 else { return 0 }
+        let r = v.rounded()
+        return r >= top ? T.max : T(r)
+      }
+    }
     let s: PixelStorage
-    switch type {
-    case .float32: s = .float32(floatSamples())
-    case .uint32: s = .uint32((0..<n).map { clampRound(sampleDouble($0), UInt32.self) })
-    case .uint16: s = .uint16((0..<n).map { clampRound(sampleDouble($0), UInt16.self) })
-    case .uint8: s = .uint8((0..<n).map { clampRound(sampleDouble($0), UInt8.self) })
+    switch (storage, type) {
+    case (.float32(let a), .uint8): s = .uint8(fromFloat(a, UInt8.self))
+    case (.float32(let a), .uint16): s = .uint16(fromFloat(a, UInt16.self))
+    case (.float32(let a), .uint32): s = .uint32(fromFloat(a, UInt32.self))
+    case (_, .float32): s = .float32(floatSamples())
+    case (.uint8(let a), .uint16): s = .uint16(narrow(a, UInt16.self))
+    case (.uint8(let a), .uint32): s = .uint32(narrow(a, UInt32.self))
+    case (.uint16(let a), .uint8): s = .uint8(narrow(a, UInt8.self))
+    case (.uint16(let a), .uint32): s = .uint32(narrow(a, UInt32.self))
+    case (.uint32(let a), .uint8): s = .uint8(narrow(a, UInt8.self))
+    case (.uint32(let a), .uint16): s = .uint16(narrow(a, UInt16.self))
+    default: s = storage
     }
     return Image(width: width, height: height, channels: channels, storage: s)
   }

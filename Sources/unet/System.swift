@@ -22,7 +22,8 @@ func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
 /// mmap regions: glibc's default maps every allocation over 128 KiB anew and unmaps it on
 /// free, so each new image buffer costs a page fault per 4 KiB and a zeroing pass by the
 /// kernel (a quarter of a 16-bit PNG decode's time, measured with perf). Freed memory is
-/// kept for reuse up to 512 MiB before it is returned to the system.
+/// kept for reuse up to 512 MiB before it is returned to the system. (32 MiB is the largest
+/// mmap threshold glibc accepts on 64-bit; a larger value makes mallopt fail.)
 func tuneMemoryAllocator() {
-  _ = CSystemShims_set_malloc_thresholds(256 << 20, 512 << 20)
+  _ = CSystemShims_set_malloc_thresholds(32 << 20, 512 << 20)
 }

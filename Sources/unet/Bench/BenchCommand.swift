@@ -64,7 +64,7 @@ struct Bench: ParsableCommand {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
   }
 
-  static var allOps: [BenchOp] { codecOps + weightOps + trainOps }
+  static var allOps: [BenchOp] { codecOps + augmentOps + weightOps + trainOps }
 
   func run() throws {
     if list {

@@ -1,0 +1,529 @@
+#include "CKernels.h"
+
+// No fused multiply-add: the AVX2 clone and the baseline must round identically.
+#pragma clang fp contract(off)
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__) && !defined(CKERNELS_NO_CLONES)
+#define CKERNELS_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CKERNELS_CLONES
+#endif
+
+// MARK: - Borders (the same arithmetic as SegAugment.Border)
+
+static inline float reflect_f(float x, int n) {
+    if (n <= 1) return 0.0f;
+    float last = (float)(n - 1);
+    if (x >= 0.0f && x <= last) return x;
+    float period = 2.0f * last;
+    float r = fmodf(x, period);
+    if (r < 0.0f) r += period;
+    return r > last ? period - r : r;
+}
+
+static inline int reflect_i(int i, int n) {
+    if (n <= 1) return 0;
+    if (i >= 0 && i < n) return i;
+    int period = 2 * (n - 1);
+    int r = i % period;
+    if (r < 0) r += period;
+    return r >= n ? period - r : r;
+}
+
+static inline int clamp_i(int i, int n) { return i < 0 ? 0 : (i > n - 1 ? n - 1 : i); }
+
+/// Folds (x, y) into the image by `border`; returns 0 where the constant border applies.
+static inline __attribute__((always_inline)) int fold(float *x, float *y, int w, int h, int border) {
+    float fx = *x, fy = *y;
+    switch (border) {
+    case CKernels_reflect:
+        *x = reflect_f(fx, w);
+        *y = reflect_f(fy, h);
+        return 1;
+    case CKernels_edge:
+        *x = fx < 0.0f ? 0.0f : (fx > (float)(w - 1) ? (float)(w - 1) : fx);
+        *y = fy < 0.0f ? 0.0f : (fy > (float)(h - 1) ? (float)(h - 1) : fy);
+        return 1;
+    default:
+        if (!(fx >= -0.5f && fx < (float)w - 0.5f && fy >= -0.5f && fy < (float)h - 0.5f)) return 0;
+        *x = fx < 0.0f ? 0.0f : (fx > (float)(w - 1) ? (float)(w - 1) : fx);
+        *y = fy < 0.0f ? 0.0f : (fy > (float)(h - 1) ? (float)(h - 1) : fy);
+        return 1;
+    }
+}
+
+static inline uint32_t load_mask(const void *m, size_t i, int bytes) {
+    switch (bytes) {
+    case 1: return ((const uint8_t *)m)[i];
+    case 2: return ((const uint16_t *)m)[i];
+    default: return ((const uint32_t *)m)[i];
+    }
+}
+
+static inline void store_mask(void *m, size_t i, int bytes, uint32_t v) {
+    switch (bytes) {
+    case 1: ((uint8_t *)m)[i] = (uint8_t)v; break;
+    case 2: ((uint16_t *)m)[i] = (uint16_t)v; break;
+    default: ((uint32_t *)m)[i] = v; break;
+    }
+}
+
+/// dst[i] = src[index[i]] for one mask row, one loop per element width.
+static inline __attribute__((always_inline)) void gather_mask(const void *src, void *dst, const int32_t *index, int n,
+                                                              int bytes) {
+    switch (bytes) {
+    case 1: {
+        const uint8_t *s = src;
+        uint8_t *d = dst;
+        for (int i = 0; i < n; i++) d[i] = s[index[i]];
+        break;
+    }
+    case 2: {
+        const uint16_t *s = src;
+        uint16_t *d = dst;
+        for (int i = 0; i < n; i++) d[i] = s[index[i]];
+        break;
+    }
+    default: {
+        const uint32_t *s = src;
+        uint32_t *d = dst;
+        for (int i = 0; i < n; i++) d[i] = s[index[i]];
+        break;
+    }
+    }
+}
+
+// MARK: - Row sampling shared by the warps
+
+typedef struct {
+    float *xs;
+    float *ys;
+    int32_t *index;
+    int32_t *step_x;
+    int32_t *step_y;
+    float *corners;  // 4 × n
+    uint8_t *valid;
+} row_scratch;
+
+static row_scratch scratch_views(void *scratch, int n) {
+    row_scratch s;
+    char *p = scratch;
+    s.xs = (float *)p;
+    s.ys = (float *)(p + 4 * (size_t)n);
+    s.index = (int32_t *)(p + 8 * (size_t)n);
+    s.step_x = (int32_t *)(p + 12 * (size_t)n);
+    s.step_y = (int32_t *)(p + 16 * (size_t)n);
+    s.corners = (float *)(p + 20 * (size_t)n);
+    s.valid = (uint8_t *)(p + 36 * (size_t)n);
+    return s;
+}
+
+/// Samples one output row whose source coordinates are in s.xs / s.ys (n pixels). Pixels
+/// [inside_begin, inside_end) are known to lie inside the image already and skip the fold.
+// always_inline: each caller is cloned for AVX2, and a shared out-of-line copy would only get
+// the baseline instructions.
+static inline __attribute__((always_inline)) void sample_row(const float *src, int w, int h, int channels, float *dst_row,
+                       size_t out_plane, int n, int interpolation, int border, float fill,
+                       int inside_begin, int inside_end, const void *mask_src, void *mask_row,
+                       int mask_bytes, row_scratch s) {
+    const size_t plane = (size_t)w * (size_t)h;
+    int all_valid = 1;
+    if (inside_begin > 0 || inside_end < n) {
+        for (int i = 0; i < n; i++) {
+            if (i == inside_begin && inside_end > inside_begin) {
+                for (int k = inside_begin; k < inside_end; k++) s.valid[k] = 1;
+                i = inside_end - 1;
+                continue;
+            }
+            float x = s.xs[i], y = s.ys[i];
+            int ok = fold(&x, &y, w, h, border);
+            s.valid[i] = (uint8_t)ok;
+            s.xs[i] = ok ? x : 0.0f;
+            s.ys[i] = ok ? y : 0.0f;
+            all_valid &= ok;
+        }
+    }
+    const int32_t wm1 = w - 1, hm1 = h - 1, w32 = w;
+    if (interpolation == CKernels_bilinear) {
+        for (int i = 0; i < n; i++) {
+            int32_t x0 = (int32_t)s.xs[i];
+            int32_t y0 = (int32_t)s.ys[i];
+            s.xs[i] -= (float)x0;
+            s.ys[i] -= (float)y0;
+            s.index[i] = y0 * w32 + x0;
+            s.step_x[i] = x0 < wm1 ? 1 : 0;
+            s.step_y[i] = y0 < hm1 ? w32 : 0;
+        }
+        // Gather the four corners (scalar loads), then blend in a separate loop that the
+        // compiler vectorises; s.corners holds 4 × n floats.
+        float *c00 = s.corners, *c01 = s.corners + n, *c10 = s.corners + 2 * n, *c11 = s.corners + 3 * n;
+        for (int c = 0; c < channels; c++) {
+            const float *p = src + (size_t)c * plane;
+            float *restrict o = dst_row + (size_t)c * out_plane;
+            for (int i = 0; i < n; i++) {
+                const float *q = p + s.index[i];
+                int32_t dx = s.step_x[i], dy = s.step_y[i];
+                c00[i] = q[0];
+                c01[i] = q[dx];
+                c10[i] = q[dy];
+                c11[i] = q[dy + dx];
+            }
+            const float *restrict fxs = s.xs;
+            const float *restrict fys = s.ys;
+            for (int i = 0; i < n; i++) {
+                float fx = fxs[i];
+                float top = c00[i] + (c01[i] - c00[i]) * fx;
+                float bottom = c10[i] + (c11[i] - c10[i]) * fx;
+                o[i] = top + (bottom - top) * fys[i];
+            }
+        }
+        if (mask_bytes) {
+            // Nearest = the bilinear cell's corner on the rounded side; reuse s.index for it.
+            for (int i = 0; i < n; i++) {
+                s.index[i] += (s.xs[i] >= 0.5f ? s.step_x[i] : 0) + (s.ys[i] >= 0.5f ? s.step_y[i] : 0);
+            }
+            gather_mask(mask_src, mask_row, s.index, n, mask_bytes);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            int32_t xi = (int32_t)(s.xs[i] + 0.5f);
+            int32_t yi = (int32_t)(s.ys[i] + 0.5f);
+            xi = xi > wm1 ? wm1 : xi;
+            yi = yi > hm1 ? hm1 : yi;
+            s.index[i] = yi * w32 + xi;
+        }
+        for (int c = 0; c < channels; c++) {
+            const float *p = src + (size_t)c * plane;
+            float *o = dst_row + (size_t)c * out_plane;
+            for (int i = 0; i < n; i++) o[i] = p[s.index[i]];
+        }
+        if (mask_bytes) gather_mask(mask_src, mask_row, s.index, n, mask_bytes);
+    }
+    if (!all_valid) {
+        for (int i = 0; i < n; i++) {
+            if (s.valid[i]) continue;
+            for (int c = 0; c < channels; c++) dst_row[(size_t)c * out_plane + (size_t)i] = fill;
+            if (mask_bytes) store_mask(mask_row, (size_t)i, mask_bytes, 0);
+        }
+    }
+}
+
+CKERNELS_CLONES
+void CKernels_warp_affine(const float *src, int w, int h, int channels, float *dst, int ow, int oh,
+                          const double *m, int interpolation, int border, float fill,
+                          const void *mask_src, void *mask_dst, int mask_bytes, int row_begin,
+                          int row_end, void *scratch) {
+    row_scratch s = scratch_views(scratch, ow);
+    const float a = (float)m[0], c = (float)m[3];
+    const size_t out_plane = (size_t)ow * (size_t)oh;
+    for (int row = row_begin; row < row_end; row++) {
+        double base_x = m[1] * (double)row + m[2];
+        double base_y = m[4] * (double)row + m[5];
+        float bx = (float)base_x, by = (float)base_y;
+        for (int i = 0; i < ow; i++) {
+            s.xs[i] = a * (float)i + bx;
+            s.ys[i] = c * (float)i + by;
+        }
+        // The row maps to a segment, so the columns inside the image form one interval:
+        // estimate it from the line, then shrink it until both ends are really inside
+        // (exact with respect to the float coordinates above).
+        double lo = 0.0, hi = (double)ow - 1.0;
+        const double coef[2] = {m[0], m[3]}, base[2] = {base_x, base_y}, top[2] = {(double)(w - 1), (double)(h - 1)};
+        for (int k = 0; k < 2; k++) {
+            if (coef[k] > 0) {
+                lo = fmax(lo, ceil((0.0 - base[k]) / coef[k]));
+                hi = fmin(hi, floor((top[k] - base[k]) / coef[k]));
+            } else if (coef[k] < 0) {
+                lo = fmax(lo, ceil((top[k] - base[k]) / coef[k]));
+                hi = fmin(hi, floor((0.0 - base[k]) / coef[k]));
+            } else if (base[k] < 0.0 || base[k] > top[k]) {
+                hi = -1.0;
+            }
+        }
+        int begin = 0, end = 0;
+        if (hi >= lo) {
+            begin = (int)lo;
+            end = (int)hi + 1;
+            const float wm = (float)(w - 1), hm = (float)(h - 1);
+            while (begin < end && !(s.xs[begin] >= 0.0f && s.xs[begin] <= wm && s.ys[begin] >= 0.0f && s.ys[begin] <= hm)) begin++;
+            while (end > begin && !(s.xs[end - 1] >= 0.0f && s.xs[end - 1] <= wm && s.ys[end - 1] >= 0.0f && s.ys[end - 1] <= hm)) end--;
+        }
+        void *mask_row = mask_bytes ? (char *)mask_dst + (size_t)row * (size_t)ow * (size_t)mask_bytes : NULL;
+        sample_row(src, w, h, channels, dst + (size_t)row * (size_t)ow, out_plane, ow,
+                   interpolation, border, fill, begin, end, mask_src, mask_row, mask_bytes, s);
+    }
+}
+
+CKERNELS_CLONES
+void CKernels_warp_displacement(const float *src, int w, int h, int channels, float *dst,
+                                const float *dx, const float *dy, int interpolation, int border,
+                                float fill, const void *mask_src, void *mask_dst, int mask_bytes,
+                                int row_begin, int row_end, void *scratch) {
+    row_scratch s = scratch_views(scratch, w);
+    const size_t out_plane = (size_t)w * (size_t)h;
+    const float wm1 = (float)(w - 1), hm1 = (float)(h - 1);
+    for (int row = row_begin; row < row_end; row++) {
+        const float *rdx = dx + (size_t)row * (size_t)w;
+        const float *rdy = dy + (size_t)row * (size_t)w;
+        int inside = 1;
+        for (int i = 0; i < w; i++) {
+            float x = (float)i + rdx[i];
+            float y = (float)row + rdy[i];
+            s.xs[i] = x;
+            s.ys[i] = y;
+            inside &= (x >= 0.0f) & (x <= wm1) & (y >= 0.0f) & (y <= hm1);
+        }
+        void *mask_row = mask_bytes ? (char *)mask_dst + (size_t)row * (size_t)w * (size_t)mask_bytes : NULL;
+        sample_row(src, w, h, channels, dst + (size_t)row * (size_t)w, out_plane, w, interpolation,
+                   border, fill, 0, inside ? w : 0, mask_src, mask_row, mask_bytes, s);
+    }
+}
+
+// MARK: - General remap
+
+static inline void keys_weights(float t, float *wt) {
+    float t2 = t * t, t3 = t2 * t;
+    wt[0] = -0.5f * t3 + t2 - 0.5f * t;
+    wt[1] = 1.5f * t3 - 2.5f * t2 + 1.0f;
+    wt[2] = -1.5f * t3 + 2.0f * t2 + 0.5f * t;
+    wt[3] = 0.5f * t3 - 0.5f * t2;
+}
+
+static inline void bspline_weights(float t, float *wt) {
+    float s = 1.0f - t, t2 = t * t, t3 = t2 * t;
+    wt[0] = s * s * s / 6.0f;
+    wt[1] = (4.0f - 6.0f * t2 + 3.0f * t3) / 6.0f;
+    wt[2] = (1.0f + 3.0f * t + 3.0f * t2 - 3.0f * t3) / 6.0f;
+    wt[3] = t3 / 6.0f;
+}
+
+CKERNELS_CLONES
+void CKernels_remap(const float *src, int w, int h, int channels, float *dst, int ow, int oh,
+                    const float *map_x, const float *map_y, int interpolation, int border,
+                    float fill, int row_begin, int row_end) {
+    const size_t plane = (size_t)w * (size_t)h;
+    const size_t out_plane = (size_t)ow * (size_t)oh;
+    for (int row = row_begin; row < row_end; row++) {
+        for (int col = 0; col < ow; col++) {
+            size_t o = (size_t)row * (size_t)ow + (size_t)col;
+            float sx = map_x[o], sy = map_y[o];
+            if (isnan(sx) || isnan(sy)) {
+                for (int c = 0; c < channels; c++) dst[(size_t)c * out_plane + o] = fill;
+                continue;
+            }
+            if (interpolation == CKernels_nearest) {
+                int xi = (int)(sx + 0.5f), yi = (int)(sy + 0.5f);
+                xi = xi > w - 1 ? w - 1 : xi;
+                yi = yi > h - 1 ? h - 1 : yi;
+                for (int c = 0; c < channels; c++)
+                    dst[(size_t)c * out_plane + o] = src[(size_t)c * plane + (size_t)yi * (size_t)w + (size_t)xi];
+            } else if (interpolation == CKernels_bilinear) {
+                int x0 = (int)sx, y0 = (int)sy;
+                float fx = sx - (float)x0, fy = sy - (float)y0;
+                int x1 = x0 < w - 1 ? x0 + 1 : w - 1;
+                int y1 = y0 < h - 1 ? y0 + 1 : h - 1;
+                for (int c = 0; c < channels; c++) {
+                    const float *p = src + (size_t)c * plane;
+                    float p00 = p[(size_t)y0 * w + x0], p01 = p[(size_t)y0 * w + x1];
+                    float p10 = p[(size_t)y1 * w + x0], p11 = p[(size_t)y1 * w + x1];
+                    float top = p00 + (p01 - p00) * fx;
+                    float bottom = p10 + (p11 - p10) * fx;
+                    dst[(size_t)c * out_plane + o] = top + (bottom - top) * fy;
+                }
+            } else {
+                float xf = floorf(sx), yf = floorf(sy);
+                int x0 = (int)xf, y0 = (int)yf;
+                float wx[4], wy[4];
+                if (interpolation == CKernels_bicubic) {
+                    keys_weights(sx - xf, wx);
+                    keys_weights(sy - yf, wy);
+                } else {
+                    bspline_weights(sx - xf, wx);
+                    bspline_weights(sy - yf, wy);
+                }
+                int xs[4], ys[4];
+                for (int k = 0; k < 4; k++) {
+                    xs[k] = border == CKernels_reflect ? reflect_i(x0 - 1 + k, w) : clamp_i(x0 - 1 + k, w);
+                    ys[k] = border == CKernels_reflect ? reflect_i(y0 - 1 + k, h) : clamp_i(y0 - 1 + k, h);
+                }
+                for (int c = 0; c < channels; c++) {
+                    const float *p = src + (size_t)c * plane;
+                    float v = 0.0f;
+                    for (int j = 0; j < 4; j++) {
+                        const float *r = p + (size_t)ys[j] * (size_t)w;
+                        float rv = wx[0] * r[xs[0]] + wx[1] * r[xs[1]] + wx[2] * r[xs[2]] + wx[3] * r[xs[3]];
+                        v += wy[j] * rv;
+                    }
+                    dst[(size_t)c * out_plane + o] = v;
+                }
+            }
+        }
+    }
+}
+
+void CKernels_remap_mask(const void *src, int w, int h, void *dst, int ow, int oh,
+                         const float *map_x, const float *map_y, int bytes, int row_begin,
+                         int row_end) {
+    (void)oh;
+    for (int row = row_begin; row < row_end; row++) {
+        for (int col = 0; col < ow; col++) {
+            size_t o = (size_t)row * (size_t)ow + (size_t)col;
+            float sx = map_x[o], sy = map_y[o];
+            if (isnan(sx) || isnan(sy)) {
+                store_mask(dst, o, bytes, 0);
+                continue;
+            }
+            int xi = (int)(sx + 0.5f), yi = (int)(sy + 0.5f);
+            xi = xi > w - 1 ? w - 1 : xi;
+            yi = yi > h - 1 ? h - 1 : yi;
+            store_mask(dst, o, bytes, load_mask(src, (size_t)yi * (size_t)w + (size_t)xi, bytes));
+        }
+    }
+}
+
+// MARK: - Separable filter
+
+CKERNELS_CLONES
+void CKernels_separable_filter(float *plane, int w, int h, const float *kernel, int r, int edge,
+                               float *scratch) {
+    if (w <= 0 || h <= 0 || r <= 0) return;
+    float *column = scratch;                        // w × h copy for the vertical pass
+    float *restrict padded = scratch + (size_t)w * (size_t)h;  // w + 2r
+    const float center = kernel[r];
+    // Rows: pad, then accumulate tap pairs along the row. `restrict` tells the compiler the
+    // row and the padded copy do not overlap, so the tap loops vectorise.
+    for (int y = 0; y < h; y++) {
+        float *restrict row = plane + (size_t)y * (size_t)w;
+        for (int i = 0; i < r; i++) {
+            padded[i] = edge ? row[reflect_i(i - r, w)] : 0.0f;
+            padded[r + w + i] = edge ? row[reflect_i(w + i, w)] : 0.0f;
+        }
+        memcpy(padded + r, row, sizeof(float) * (size_t)w);
+        for (int x = 0; x < w; x++) row[x] = center * padded[r + x];
+        for (int j = 1; j <= r; j++) {
+            const float wj = kernel[r + j];
+            const float *restrict left = padded + r - j;
+            const float *restrict right = padded + r + j;
+            for (int x = 0; x < w; x++) row[x] += wj * (left[x] + right[x]);
+        }
+    }
+    // Columns: for each output row, the rows above and below.
+    memcpy(column, plane, sizeof(float) * (size_t)w * (size_t)h);
+    for (int y = 0; y < h; y++) {
+        float *restrict out = plane + (size_t)y * (size_t)w;
+        const float *restrict mid = column + (size_t)y * (size_t)w;
+        for (int x = 0; x < w; x++) out[x] = center * mid[x];
+        for (int j = 1; j <= r; j++) {
+            const float wj = kernel[r + j];
+            int ya = y - j, yb = y + j;
+            const float *restrict ar;
+            const float *restrict br;
+            if (edge) {
+                ar = column + (size_t)reflect_i(ya, h) * (size_t)w;
+                br = column + (size_t)reflect_i(yb, h) * (size_t)w;
+            } else {
+                ar = ya >= 0 ? column + (size_t)ya * (size_t)w : NULL;
+                br = yb < h ? column + (size_t)yb * (size_t)w : NULL;
+            }
+            if (ar && br) {
+                for (int x = 0; x < w; x++) out[x] += wj * (ar[x] + br[x]);
+            } else if (ar) {
+                for (int x = 0; x < w; x++) out[x] += wj * ar[x];
+            } else if (br) {
+                for (int x = 0; x < w; x++) out[x] += wj * br[x];
+            }
+        }
+    }
+}
+
+// MARK: - B-spline prefilter
+
+static void prefilter_line_exact(double *c, int n) {
+    if (n < 2) return;
+    const double z = sqrt(3.0) - 2.0;
+    const double gain = (1.0 - z) * (1.0 - 1.0 / z);
+    for (int i = 0; i < n; i++) c[i] *= gain;
+    // Mirror-symmetric initial value (exact for short lines).
+    double zn = z, iz = 1.0 / z, z2n = pow(z, (double)(n - 1));
+    double sum = c[0] + z2n * c[n - 1];
+    z2n *= z2n * iz;
+    for (int i = 1; i < n - 1; i++) {
+        sum += (zn + z2n) * c[i];
+        zn *= z;
+        z2n *= iz;
+    }
+    c[0] = sum / (1.0 - zn * zn);
+    for (int i = 1; i < n; i++) c[i] += z * c[i - 1];
+    c[n - 1] = (z / (z * z - 1.0)) * (z * c[n - 2] + c[n - 1]);
+    for (int i = n - 2; i >= 0; i--) c[i] = z * (c[i + 1] - c[i]);
+}
+
+#define CKERNELS_HORIZON 30
+
+CKERNELS_CLONES
+void CKernels_bspline_prefilter(float *p, int w, int h) {
+    const float z = (float)(sqrt(3.0) - 2.0);
+    const float gain = (float)((1.0 - (sqrt(3.0) - 2.0)) * (1.0 - 1.0 / (sqrt(3.0) - 2.0)));
+    double line[CKERNELS_HORIZON];
+    if (w > 1) {
+        for (int y = 0; y < h; y++) {
+            float *r = p + (size_t)y * (size_t)w;
+            if (w < CKERNELS_HORIZON) {
+                for (int x = 0; x < w; x++) line[x] = r[x];
+                prefilter_line_exact(line, w);
+                for (int x = 0; x < w; x++) r[x] = (float)line[x];
+                continue;
+            }
+            for (int x = 0; x < w; x++) r[x] *= gain;
+            float sum = 0.0f, zn = 1.0f;
+            for (int x = 0; x < CKERNELS_HORIZON; x++) {
+                sum += zn * r[x];
+                zn *= z;
+            }
+            r[0] = sum;
+            for (int x = 1; x < w; x++) r[x] += z * r[x - 1];
+            r[w - 1] = (z / (z * z - 1.0f)) * (z * r[w - 2] + r[w - 1]);
+            for (int x = w - 2; x >= 0; x--) r[x] = z * (r[x + 1] - r[x]);
+        }
+    }
+    if (h <= 1) return;
+    if (h < CKERNELS_HORIZON) {
+        for (int x = 0; x < w; x++) {
+            for (int y = 0; y < h; y++) line[y] = p[(size_t)y * (size_t)w + (size_t)x];
+            prefilter_line_exact(line, h);
+            for (int y = 0; y < h; y++) p[(size_t)y * (size_t)w + (size_t)x] = (float)line[y];
+        }
+        return;
+    }
+    // Columns, as operations on whole rows (contiguous, vectorised).
+    const size_t n = (size_t)w * (size_t)h;
+    for (size_t i = 0; i < n; i++) p[i] *= gain;
+    float *first = calloc((size_t)w, sizeof(float));
+    if (first == NULL) return;
+    float zn = 1.0f;
+    for (int y = 0; y < CKERNELS_HORIZON; y++) {
+        const float *r = p + (size_t)y * (size_t)w;
+        for (int x = 0; x < w; x++) first[x] += zn * r[x];
+        zn *= z;
+    }
+    memcpy(p, first, sizeof(float) * (size_t)w);
+    free(first);
+    for (int y = 1; y < h; y++) {
+        float *r = p + (size_t)y * (size_t)w;
+        const float *prev = r - w;
+        for (int x = 0; x < w; x++) r[x] += z * prev[x];
+    }
+    const float k = z / (z * z - 1.0f);
+    float *last = p + (size_t)(h - 1) * (size_t)w;
+    const float *before = last - w;
+    for (int x = 0; x < w; x++) last[x] = k * (z * before[x] + last[x]);
+    for (int y = h - 2; y >= 0; y--) {
+        float *r = p + (size_t)y * (size_t)w;
+        const float *next = r + w;
+        for (int x = 0; x < w; x++) r[x] = z * (next[x] - r[x]);
+    }
+}

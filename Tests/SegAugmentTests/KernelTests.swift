@@ -1,0 +1,254 @@
+import SegAugment
+import SegCore
+import SegSynth
+import SegTestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A smooth test image: low-frequency sines (so interpolation error is small).
+func smoothImage(width: Int, height: Int, channels: Int = 1, phase: Float = 0) -> Image {
+  var v = [Float](repeating: 0, count: width * height * channels)
+  for c in 0..<channels {
+    for y in 0..<height {
+      for x in 0..<width {
+        v[(c * height + y) * width + x] =
+          sinf(Float(x) * 0.11 + phase + Float(c)) * cosf(Float(y) * 0.07 - phase) + 0.002 * Float(x + y)
+      }
+    }
+  }
+  return Image(width: width, height: height, channels: channels, pixels: v)
+}
+
+func randomAffine(_ rng: inout RandomStream, width: Int, height: Int) -> Affine2D {
+  let cx = Double(width - 1) / 2
+  let cy = Double(height - 1) / 2
+  let forward = Affine2D.translation(cx + rng.uniform(-8, 8), cy + rng.uniform(-8, 8))
+    .after(.rotation(degrees: rng.uniform(-180, 180)))
+    .after(.scale(rng.uniform(0.7, 1.4), rng.uniform(0.7, 1.4)))
+    .after(.shear(xDegrees: rng.uniform(-15, 15)))
+    .after(.translation(-cx, -cy))
+  return forward.inverse ?? .identity
+}
+
+@Suite struct BorderAndPadTests {
+  @Test func reflectIndexMatchesNumpy() {
+    // np.pad([1, 2, 3], 5, mode="reflect") → [2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2]
+    let a = [1, 2, 3]
+    #expect((-5...7).map { a[Border.reflect($0, 3)] } == [2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2])
+    for n in 1...7 {
+      for i in -40...40 { #expect(Border.reflect(i, n) == ReferenceKernels.reflectIndex(i, n), "i \(i) n \(n)") }
+    }
+    // The continuous fold agrees with the integer one at integers.
+    for i in -30...30 { #expect(Border.reflect(Float(i), 5) == Float(Border.reflect(i, 5))) }
+  }
+
+  @Test func padEqualsNumpyReflect() {
+    // np.pad([1, 2, 3, 4], (3, 6), mode="reflect")
+    let row = Image(width: 4, height: 1, pixels: [Float(1), 2, 3, 4])
+    let padded = Pad.reflect(row, top: 0, bottom: 0, left: 3, right: 6)
+    #expect(padded.floatSamples() == [4, 3, 2, 1, 2, 3, 4, 3, 2, 1, 2, 3, 4])
+    // np.pad(np.arange(6).reshape(2, 3), ((2, 3), (4, 1)), mode="reflect")
+    let grid = Image(width: 3, height: 2, pixels: (0..<6).map { UInt16($0) })
+    let p = Pad.reflect(grid, top: 2, bottom: 3, left: 4, right: 1)
+    let even: [UInt32] = [0, 1, 2, 1, 0, 1, 2, 1]
+    let odd: [UInt32] = [3, 4, 5, 4, 3, 4, 5, 4]
+    #expect(p.width == 8 && p.height == 7 && p.pixelType == .uint16)
+    #expect(p.labelSamples() == even + odd + even + odd + even + odd + even)
+    // np.pad([7], 2, mode="reflect") → [7, 7, 7, 7, 7]
+    #expect(Pad.reflect(Image(width: 1, height: 1, pixels: [Float(7)]), margin: 2).floatSamples() == [Float](repeating: 7, count: 25))
+  }
+
+  @Test func padAgreesWithTheReferenceForManyShapes() {
+    for seed in seeds(40) {
+      var rng = RandomStream(seed: seed)
+      let w = 1 + rng.nextInt(below: 9)
+      let h = 1 + rng.nextInt(below: 9)
+      let m = (0..<4).map { _ in rng.nextInt(below: 25) }
+      let image = Image(width: w, height: h, channels: 2, pixels: (0..<(2 * w * h)).map { Float($0) })
+      let p = Pad.reflect(image, top: m[0], bottom: m[1], left: m[2], right: m[3])
+      for c in 0..<2 {
+        for y in 0..<p.height {
+          for x in 0..<p.width {
+            let sy = ReferenceKernels.reflectIndex(y - m[0], h)
+            let sx = ReferenceKernels.reflectIndex(x - m[2], w)
+            #expect(p.value(channel: c, y: y, x: x) == image.value(channel: c, y: sy, x: sx))
+          }
+        }
+      }
+    }
+  }
+}
+
+@Suite struct WarpKernelTests {
+  @Test(arguments: [Interpolation.nearest, .bilinear], BorderMode.allCases)
+  func fusedAffineEqualsComposeAndRemap(interpolation: Interpolation, border: BorderMode) {
+    for seed in seeds(25) {
+      var rng = RandomStream(seed: seed, path: [3])
+      let w = 20 + rng.nextInt(below: 40)
+      let h = 20 + rng.nextInt(below: 40)
+      let ow = 15 + rng.nextInt(below: 50)
+      let oh = 15 + rng.nextInt(below: 50)
+      let image = smoothImage(width: w, height: h, channels: 2, phase: Float(seed))
+      let mask = SyntheticCells(width: w, height: h, cells: 6, radius: 3...8, minArea: 1, seed: seed).labels()
+      let m = randomAffine(&rng, width: w, height: h)
+      let layer = GeometricLayer(map: .affine(m), inputWidth: w, inputHeight: h, outputWidth: ow, outputHeight: oh, border: border)
+      let fast = AffineWarp.warp(
+        image: image, mask: mask, backward: m, outputWidth: ow, outputHeight: oh, interpolation: interpolation,
+        border: border, fill: -3, threads: 1 + Int(seed % 2))
+      let map = SourceMap.compose([layer])
+      let slow = Remap.image(image, map: map, interpolation: interpolation, border: border, fill: -3)
+      #expect(fast.image == slow, "seed \(seed)")
+      #expect(fast.mask == Remap.mask(mask, map: map), "seed \(seed)")
+    }
+  }
+
+  @Test(arguments: Interpolation.allCases)
+  func remapEqualsThePerPixelReference(interpolation: Interpolation) {
+    for seed in seeds(20) {
+      var rng = RandomStream(seed: seed, path: [4])
+      let w = 8 + rng.nextInt(below: 30)
+      let h = 8 + rng.nextInt(below: 30)
+      let image = smoothImage(width: w, height: h, phase: Float(seed))
+      let n = 25 * 17
+      var xs = (0..<n).map { _ in Float(rng.uniform(0, Double(w - 1))) }
+      var ys = (0..<n).map { _ in Float(rng.uniform(0, Double(h - 1))) }
+      for i in stride(from: 0, to: n, by: 13) { xs[i] = .nan; ys[i] = .nan }
+      xs[1] = Float(w - 1)
+      ys[1] = Float(h - 1)
+      let map = SourceMap(width: 25, height: 17, x: xs, y: ys)
+      let out = Remap.image(image, map: map, interpolation: interpolation, border: .reflect, fill: 9).floatSamples()
+      var coefficients = image.floatSamples()
+      if interpolation == .bspline {
+        coefficients.withUnsafeMutableBufferPointer { BSplinePrefilter.plane($0, width: w, height: h) }
+      }
+      for i in 0..<n {
+        let expected = xs[i].isNaN ? 9 : ReferenceKernels.sample(coefficients, width: w, height: h, x: xs[i], y: ys[i], interpolation: interpolation)
+        #expect(abs(out[i] - expected) <= 1e-5, "pixel \(i): \(out[i]) vs \(expected)")
+      }
+    }
+  }
+
+  @Test func bsplineInterpolatesTheSamples() {
+    // Prefilter, then evaluate the spline at pixel centres: the original samples come back.
+    for (w, h) in [(5, 4), (31, 29), (64, 40), (3, 70)] {
+      let image = smoothImage(width: w, height: h)
+      let map = SourceMap.identity(width: w, height: h)
+      let back = Remap.image(image, map: map, interpolation: .bspline).floatSamples()
+      let diff = maxAbsDifference(back, image.floatSamples())
+      #expect(diff.value < 2e-5, "\(w)×\(h): \(diff.value)")
+    }
+  }
+
+  @Test func separableFilterEqualsDirectConvolution() {
+    for seed in seeds(12) {
+      var rng = RandomStream(seed: seed, path: [5])
+      let w = 3 + rng.nextInt(below: 60)
+      let h = 3 + rng.nextInt(below: 60)
+      let sigma = rng.uniform(0.5, 5)
+      let k = Gaussian.kernel(sigma: sigma)
+      let data = (0..<(w * h)).map { _ in Float(rng.uniform(-1, 1)) }
+      for zero in [true, false] {
+        var got = data
+        got.withUnsafeMutableBufferPointer { Gaussian.filter($0, width: w, height: h, kernel: k, edge: zero ? .zero : .reflect) }
+        let expected = ReferenceKernels.separableFilter(data, width: w, height: h, kernel: k, zeroEdge: zero)
+        #expect(maxAbsDifference(got, expected).value < 1e-5, "seed \(seed) \(w)×\(h) σ \(sigma)")
+      }
+    }
+    #expect(Gaussian.kernel(sigma: 4).count == 33)
+    #expect(abs(Gaussian.kernel(sigma: 2).reduce(0, +) - 1) < 1e-6)
+  }
+
+  /// Fused geometry equals applying the stages one by one, within interpolation error, on a
+  /// smooth image, away from the borders (where the one-by-one route blurs twice).
+  @Test func fusedGroupEqualsSequentialApplication() {
+    for seed in seeds(10) {
+      var rng = RandomStream(seed: seed, path: [6])
+      let w = 64
+      let h = 56
+      let image = smoothImage(width: w, height: h, phase: Float(seed))
+      let pad = GeometricLayer(map: .affine(.translation(-6, -6)), inputWidth: w, inputHeight: h, outputWidth: w + 12, outputHeight: h + 12, border: .reflect)
+      let cx = Double(w + 11) / 2
+      let cy = Double(h + 11) / 2
+      let rot = Affine2D.translation(cx, cy).after(.rotation(degrees: rng.uniform(-10, 10))).after(.translation(-cx, -cy))
+      let affine = GeometricLayer(map: .affine(rot), inputWidth: w + 12, inputHeight: h + 12, outputWidth: w + 12, outputHeight: h + 12, border: .reflect)
+      var frng = RandomStream(seed: seed, path: [7])
+      let (dx, dy) = ElasticField.grid(width: w + 12, height: h + 12, points: 3, sigma: 2, rng: &frng)
+      let elastic = GeometricLayer(map: .displacement(dx: dx, dy: dy), inputWidth: w + 12, inputHeight: h + 12, outputWidth: w + 12, outputHeight: h + 12, border: .reflect)
+      let layers = [pad, affine, elastic]
+      let fused = GeometricGroup.apply(image: image, mask: nil, layers: layers, interpolation: .bicubic).image
+      let sequential = ReferenceKernels.sequential(image, layers: layers, interpolation: .bicubic)
+      var worst: Float = 0
+      for y in 16..<(h + 12 - 16) {
+        for x in 16..<(w + 12 - 16) {
+          worst = max(worst, abs(Float(fused.value(y: y, x: x)) - Float(sequential.value(y: y, x: x))))
+        }
+      }
+      // The image spans about [−1, 1]; bicubic error on these frequencies is well below 1%.
+      #expect(worst < 0.01, "seed \(seed): \(worst)")
+    }
+  }
+}
+
+@Suite struct ElasticFieldTests {
+  /// dx = α · (G ⊛ U) with U iid uniform(−1, 1) (variance 1/3): in the interior, where the
+  /// kernel lies wholly inside, Var(dx) = α² / 3 · (Σ k_i²)² for the 2-D separable kernel.
+  @Test func simardDisplacementStatisticsMatchTheory() {
+    let alpha = 34.0
+    let sigma = 4.0
+    let k = Gaussian.kernel(sigma: sigma).map(Double.init)
+    let s2 = k.reduce(0) { $0 + $1 * $1 }
+    let theory = alpha * alpha / 3 * s2 * s2
+    var sum = 0.0
+    var sq = 0.0
+    var n = 0.0
+    for seed in seeds(8) {
+      var rng = RandomStream(seed: seed, path: [8])
+      let (dx, dy) = ElasticField.simard(width: 160, height: 160, alpha: alpha, sigma: sigma, rng: &rng)
+      for y in 20..<140 {
+        for x in 20..<140 {
+          for v in [Double(dx[y * 160 + x]), Double(dy[y * 160 + x])] {
+            sum += v
+            sq += v * v
+            n += 1
+          }
+        }
+      }
+    }
+    let mean = sum / n
+    let variance = sq / n - mean * mean
+    // Neighbouring values are strongly correlated, so the effective sample count is small
+    // (≈ 8 fields × (120 / 8)² ≈ 1,800): allow 10% on the variance.
+    #expect(abs(mean) < 0.1 * theory.squareRoot())
+    #expect(abs(variance / theory - 1) < 0.1, "variance \(variance), theory \(theory)")
+  }
+
+  @Test func gridFieldPassesThroughTheControlPoints() {
+    for seed in seeds(20) {
+      var rng = RandomStream(seed: seed, path: [9])
+      var copy = rng
+      let w = 41
+      let h = 33
+      let (dx, dy) = ElasticField.grid(width: w, height: h, points: 3, sigma: 10, rng: &rng)
+      let cx = (0..<9).map { _ in copy.gaussian() * 10 }
+      let cy = (0..<9).map { _ in copy.gaussian() * 10 }
+      for (r, y) in [0, 16, 32].enumerated() {
+        for (c, x) in [0, 20, 40].enumerated() {
+          #expect(abs(Double(dx[y * w + x]) - cx[r * 3 + c]) < 1e-4)
+          #expect(abs(Double(dy[y * w + x]) - cy[r * 3 + c]) < 1e-4)
+        }
+      }
+    }
+  }
+
+  @Test func foldedFractionSeesFolds() {
+    let w = 50
+    let zero = [Float](repeating: 0, count: w * w)
+    #expect(ElasticField.foldedFraction(dx: zero, dy: zero, width: w, height: w) == 0)
+    // dx = −2x folds everywhere (the map x ↦ −x reverses orientation).
+    let flip = (0..<(w * w)).map { Float(-2 * ($0 % w)) }
+    #expect(ElasticField.foldedFraction(dx: flip, dy: zero, width: w, height: w) == 1)
+  }
+}
