@@ -26,6 +26,7 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
   ],
   targets: [
     // MARK: - C layer (no stable API; each imported by exactly one Swift target)
@@ -46,23 +47,31 @@ let package = Package(
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(
+      name: "SegPipeline",
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", .product(name: "Yams", package: "Yams")],
+      exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
 
     // MARK: - Executable
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegRender", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // MARK: - Test support and unit test bundles
     .target(
-      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment"],
+      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline"],
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
     .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
+    .testTarget(
+      name: "SegPipelineTests",
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegSynth", "SegTestSupport"],
+      exclude: ["Frozen"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(

@@ -1,0 +1,133 @@
+import Foundation
+import SegAugment
+import SegCore
+import SegPipeline
+import SegTestSupport
+import Testing
+
+@Suite struct PipelineFileTests {
+  @Test func everyShippedPipelineParses() throws {
+    let names = try FileManager.default.contentsOfDirectory(atPath: TestPaths.pipelines).filter { $0.hasSuffix(".yaml") }
+    #expect(names.count >= 3)
+    for name in names {
+      let spec = try PipelineSpec.load(TestPaths.pipelines + "/" + name)
+      #expect(!spec.stages.isEmpty, "\(name)")
+    }
+  }
+
+  @Test func theFrozenVersion1FileKeepsLoading() throws {
+    let frozen = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Frozen/v1-default.yaml").path
+    let spec = try PipelineSpec.load(frozen)
+    #expect(spec.version == 1 && spec.seed == 2015 && spec.stages.count == 6 && spec.samplesPerImage == 4)
+    #expect(try spec.resolveSources().count == 4)
+    // Same settings as the shipped default → the same canonical form (the cache key).
+    #expect(spec.canonical == (try PipelineSpec.load(TestPaths.pipelines + "/default.yaml")).canonical)
+  }
+
+  @Test func isbiPipelineResolvesTheSharedData() throws {
+    guard TestPaths.isbi2012 != nil else {
+      print("skipped: ../shared/data/isbi2012 is absent")
+      return
+    }
+    let engine = try PipelineEngine(spec: try PipelineSpec.load(TestPaths.pipelines + "/isbi2012.yaml"))
+    #expect(engine.sources.count == 30)
+    let s = try engine.sample(3)
+    #expect(s.sample.image.width == 512 && s.sample.weights != nil)
+    let values = Set(s.sample.mask?.labelSamples() ?? [])
+    #expect(values.isSubset(of: [0, 255]))
+  }
+
+  @Test func canonicalFormChangesWithEveryStageParameter() throws {
+    let base = try PipelineSpec.load(TestPaths.pipelines + "/default.yaml").canonical
+    let text = try String(contentsOfFile: TestPaths.pipelines + "/default.yaml", encoding: .utf8)
+    let edited = try PipelineSpec.parse(text.replacingOccurrences(of: "rotate: [-20, 20]", with: "rotate: [-21, 20]"), file: TestPaths.pipelines + "/x.yaml")
+    #expect(edited.canonical != base)
+    let reseeded = try PipelineSpec.parse(text.replacingOccurrences(of: "seed: 2015", with: "seed: 2016"), file: TestPaths.pipelines + "/x.yaml")
+    #expect(reseeded.canonical != base)
+  }
+
+  /// Every kind of mistake gives one line: FILE:LINE: KEY: message.
+  static let errorCases: [(String, String, PipelineError.Code, String)] = [
+    ("unknown top-level key", "version: 1\nseed: 1\nsorces: {images: a}\nstages: []\n", .unknownKey,
+     "t.yaml:3: sorces: unknown key (hint: did you mean sources?)"),
+    ("missing seed", "version: 1\nsources: {images: a}\nstages: []\n", .missingKey, "t.yaml:1: missing required key \"seed\""),
+    ("wrong version", "version: 2\nseed: 1\nsources: {images: a}\nstages: []\n", .outOfRange,
+     "t.yaml:1: version: format version 2 is not supported (this unet reads version 1)"),
+    ("seed is text", "version: 1\nseed: abc\nsources: {images: a}\nstages: []\n", .wrongType,
+     "t.yaml:2: seed: expected a whole number, found \"abc\""),
+    ("negative samples", "version: 1\nseed: 1\nsources: {images: a}\nsamples_per_image: 0\nstages: []\n", .outOfRange,
+     "t.yaml:4: samples_per_image: samples_per_image must be 1...1000000"),
+    ("unknown stage", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - rotate: {angle: 3}\n", .unknownKey,
+     "t.yaml:5: stages[0].rotate: unknown key (hint: allowed: normalize, mirror_pad, affine, elastic, crop, gamma, brightness_contrast, noise, blur, weight_map)"),
+    ("unknown stage parameter", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - affine:\n      rotation: [-5, 5]\n", .unknownKey,
+     "t.yaml:6: stages[0].affine.rotation: unknown key (hint: did you mean rotate?)"),
+    ("range the wrong way round", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - affine: {rotate: [5, -5]}\n", .outOfRange,
+     "t.yaml:5: stages[0].affine.rotate: range [5.0, -5.0]: low is above high"),
+    ("probability above 1", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - gamma: {gamma: 1.2, p: 1.5}\n", .outOfRange,
+     "t.yaml:5: stages[0].gamma.p: a probability must lie in [0, 1], not 1.5"),
+    ("string where a number belongs", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - blur: {sigma: big}\n", .wrongType,
+     "t.yaml:5: stages[0].blur.sigma: expected a number, found \"big\""),
+    ("bad enum", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - elastic: {method: wobbly}\n", .outOfRange,
+     "t.yaml:5: stages[0].elastic.method: \"wobbly\" is not one of simard, grid"),
+    ("too few grid points", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - elastic:\n      method: grid\n      points: 1\n", .outOfRange,
+     "t.yaml:7: stages[0].elastic.points: points must be 2...64"),
+    ("alpha with grid", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - elastic: {method: grid, alpha: 3}\n", .unknownKey,
+     "t.yaml:5: stages[0].elastic.alpha: does not apply to method grid (use sigma)"),
+    ("YAML syntax", "version: 1\nseed: [1, 2\nstages: []\n", .syntax, "t.yaml:3: YAML syntax error: did not find expected ',' or ']'"),
+    ("duplicate key", "version: 1\nseed: 1\nseed: 2\nsources: {images: a}\nstages: []\n", .syntax,
+     "t.yaml:2: seed: this key appears more than once in its mapping"),
+    ("stage not a mapping", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - affine\n", .wrongType,
+     "t.yaml:5: stages[0]: each stage is a mapping with one key, the stage name (e.g. `- affine: {rotate: [-10, 10]}`)"),
+    ("weight map without masks", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - weight_map: {}\n", .missingKey,
+     "t.yaml:5: stages: the weight_map stage needs masks (sources.masks)"),
+    ("empty file", "", .syntax, "t.yaml:1: the file is empty"),
+  ]
+
+  @Test(arguments: errorCases.indices)
+  func yamlErrorCase(_ i: Int) {
+    let (name, text, code, message) = Self.errorCases[i]
+    do {
+      _ = try PipelineSpec.parse(text, file: "t.yaml")
+      Issue.record("\(name): parsed without error")
+    } catch {
+      #expect(error.code == code, "\(name): \(error)")
+      #expect(error.description == message, "\(name)")
+      #expect(!error.description.contains("\n"))
+    }
+  }
+
+  @Test func unpairedAndMissingSourcesAreReported() throws {
+    let dir = TestPaths.temporaryDirectory("unpaired")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for sub in ["images", "labels"] { try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true) }
+    let png = TestPaths.fixtures + "/cells/images/cells_0.png"
+    try FileManager.default.copyItem(atPath: png, toPath: dir + "/images/a.png")
+    try FileManager.default.copyItem(atPath: png, toPath: dir + "/images/b.png")
+    try FileManager.default.copyItem(atPath: png, toPath: dir + "/labels/a.png")
+    let yaml = dir + "/p.yaml"
+    try "version: 1\nseed: 1\nsources: {images: images/*.png, masks: labels/*.png}\nstages: []\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+    #expect {
+      _ = try PipelineEngine(spec: try PipelineSpec.load(yaml))
+    } throws: { e in
+      (e as? PipelineError)?.description == "\(dir)/images/b.png: image has no mask with the same stem \"b\""
+    }
+    try FileManager.default.copyItem(atPath: png, toPath: dir + "/labels/b.png")
+    try FileManager.default.copyItem(atPath: png, toPath: dir + "/labels/c.png")
+    #expect {
+      _ = try PipelineEngine(spec: try PipelineSpec.load(yaml))
+    } throws: { e in
+      (e as? PipelineError)?.description == "\(dir)/labels/c.png: mask has no image with the same stem \"c\""
+    }
+    try "version: 1\nseed: 1\nsources: {images: nothing/*.png}\nstages: []\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+    #expect {
+      _ = try PipelineEngine(spec: try PipelineSpec.load(yaml))
+    } throws: { e in
+      (e as? PipelineError)?.description == "\(yaml): sources.images: no image files match nothing/*.png"
+    }
+    #expect {
+      _ = try PipelineSpec.load(dir + "/missing.yaml")
+    } throws: { e in
+      (e as? PipelineError)?.description == "\(dir)/missing.yaml: cannot open: No such file or directory"
+    }
+  }
+}
