@@ -47,9 +47,10 @@ let package = Package(
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", .product(name: "Yams", package: "Yams")],
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", .product(name: "Yams", package: "Yams")],
       exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
 
@@ -57,7 +58,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -72,6 +73,7 @@ let package = Package(
       name: "SegPipelineTests",
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
+    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(

@@ -26,7 +26,7 @@ struct BenchInputs {
   var folder: String?
 }
 
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Time the project's kernels; JSON lines as ../shared/bench/README.md specifies.",
     discussion: """
@@ -59,6 +59,18 @@ struct Bench: ParsableCommand {
   @Flag(help: "List the op names and exit.")
   var list = false
 
+  @Option(help: "Time a whole pipeline instead of the ops: samples/s and peak memory.", completion: .file())
+  var pipeline: String?
+
+  @Option(help: "With --pipeline: read the sources from DIR (images/ + labels/).", completion: .directory)
+  var source: String?
+
+  @Option(help: "With --pipeline: how many samples (default: all the pipeline makes; more repeat them).")
+  var samples: Int?
+
+  @Option(help: "With --pipeline: concurrent workers.")
+  var workers: Int = 1
+
   func validate() throws {
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
@@ -66,7 +78,11 @@ struct Bench: ParsableCommand {
 
   static var allOps: [BenchOp] { codecOps + augmentOps + weightOps + trainOps }
 
-  func run() throws {
+  func run() async throws {
+    if let pipeline {
+      try await PipelineBench.run(pipeline: pipeline, source: source, samples: samples, workers: workers, json: json)
+      return
+    }
     if list {
       for op in Self.allOps { print(op.name) }
       return
