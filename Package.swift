@@ -48,9 +48,12 @@ let package = Package(
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
+    .target(name: "SegCache", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", .product(name: "Yams", package: "Yams")],
+      dependencies: [
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
+      ],
       exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
 
@@ -58,7 +61,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -71,8 +74,9 @@ let package = Package(
     .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPipelineTests",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegSynth", "SegTestSupport"],
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
+    .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
     .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),

@@ -17,7 +17,8 @@ public struct FileIOError: UserFacingError, Equatable {
   public var message: String
   public var hint: String? { nil }
 
-  init(errno e: Int32, path: String, doing: String) {
+  /// An error from errno `e` while doing `doing` ("open", "read", …) to `path`.
+  public init(errno e: Int32, path: String, doing: String) {
     switch e {
     case ENOENT: code = .notFound
     case EACCES, EPERM: code = .permissionDenied
@@ -28,7 +29,7 @@ public struct FileIOError: UserFacingError, Equatable {
     self.message = "cannot \(doing): \(String(cString: strerror(e)))"
   }
 
-  init(code: Code, path: String, message: String) {
+  public init(code: Code, path: String, message: String) {
     self.code = code
     self.path = path
     self.message = message

@@ -98,3 +98,78 @@ public indirect enum JSONValue: Sendable, Equatable, ExpressibleByStringLiteral,
     out += "\""
   }
 }
+
+extension JSONValue: Codable {
+  struct Key: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+  }
+
+  public init(from decoder: any Decoder) throws {
+    if var array = try? decoder.unkeyedContainer() {
+      var items: [JSONValue] = []
+      while !array.isAtEnd { items.append(try array.decode(JSONValue.self)) }
+      self = .array(items)
+      return
+    }
+    if let object = try? decoder.container(keyedBy: Key.self) {
+      // Decoded objects get their keys sorted: JSON objects carry no order.
+      var pairs: [(String, JSONValue)] = []
+      for key in object.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+        pairs.append((key.stringValue, try object.decode(JSONValue.self, forKey: key)))
+      }
+      self = .object(pairs)
+      return
+    }
+    let single = try decoder.singleValueContainer()
+    if single.decodeNil() {
+      self = .null
+    } else if let b = try? single.decode(Bool.self) {
+      self = .bool(b)
+    } else if let i = try? single.decode(Int.self) {
+      self = .int(i)
+    } else if let d = try? single.decode(Double.self) {
+      self = .double(d)
+    } else {
+      self = .string(try single.decode(String.self))
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    switch self {
+    case .null:
+      var c = encoder.singleValueContainer()
+      try c.encodeNil()
+    case .bool(let b):
+      var c = encoder.singleValueContainer()
+      try c.encode(b)
+    case .int(let i):
+      var c = encoder.singleValueContainer()
+      try c.encode(i)
+    case .double(let d):
+      var c = encoder.singleValueContainer()
+      if d.isFinite { try c.encode(d) } else { try c.encodeNil() }
+    case .string(let s):
+      var c = encoder.singleValueContainer()
+      try c.encode(s)
+    case .array(let items):
+      var c = encoder.unkeyedContainer()
+      for item in items { try c.encode(item) }
+    case .object(let pairs):
+      var c = encoder.container(keyedBy: Key.self)
+      for (k, v) in pairs { try c.encode(v, forKey: Key(stringValue: k)) }
+    }
+  }
+
+  /// Sorts object keys recursively (the form a decoded value has), for comparisons between
+  /// a value built in code and one read back from JSON.
+  public var keySorted: JSONValue {
+    switch self {
+    case .array(let items): return .array(items.map(\.keySorted))
+    case .object(let pairs): return .object(pairs.sorted { $0.0 < $1.0 }.map { ($0.0, $0.1.keySorted) })
+    default: return self
+    }
+  }
+}

@@ -4,6 +4,17 @@ import SegIO
 import SegWeights
 import Synchronization
 
+/// Mean and standard deviation over a data set, per channel and over all channels.
+public struct DatasetStatistics: Sendable, Equatable {
+  public var perChannel: ChannelStatistics
+  public var overall: ChannelStatistics
+
+  public init(perChannel: ChannelStatistics, overall: ChannelStatistics) {
+    self.perChannel = perChannel
+    self.overall = overall
+  }
+}
+
 /// One processed sample, ready for a consumer (the shard writer, the preview).
 public struct ProcessedSample: Sendable {
   /// The global sample index: source × samples_per_image + sample.
@@ -28,7 +39,7 @@ public struct PipelineEngine: Sendable {
   public let spec: PipelineSpec
   public let sources: [SourcePair]
   /// Data-set statistics from the first pass (when a stage needs them).
-  public let datasetStatistics: ChannelStatistics?
+  public let datasetStatistics: DatasetStatistics?
   public let classFrequencies: ClassFrequencies?
   let cache: SourceCache
 
@@ -39,7 +50,7 @@ public struct PipelineEngine: Sendable {
     self.init(spec: spec, sources: try spec.resolveSources(), statistics: nil, frequencies: nil)
   }
 
-  init(spec: PipelineSpec, sources: [SourcePair], statistics: ChannelStatistics?, frequencies: ClassFrequencies?) {
+  init(spec: PipelineSpec, sources: [SourcePair], statistics: DatasetStatistics?, frequencies: ClassFrequencies?) {
     self.spec = spec
     self.sources = sources
     self.datasetStatistics = statistics
@@ -51,7 +62,6 @@ public struct PipelineEngine: Sendable {
   /// needs it, and returns an engine whose stages carry the results.
   public func preparingDatasetStatistics(workers: Int) async throws -> PipelineEngine {
     guard spec.needsDatasetPass else { return self }
-    let perChannel = spec.stages.contains { ($0 as? NormalizeStage)?.perChannel ?? false }
     let needsFrequencies = spec.stages.contains { ($0 as? WeightMapStage)?.datasetBalance ?? false }
     let maskSettings = spec.mask
     var running = RunningStatistics()
@@ -64,21 +74,26 @@ public struct PipelineEngine: Sendable {
         frequencies.add(classes: InstanceMap(mask: mask, kind: maskSettings.kind, connectivity: maskSettings.connectivity).classes)
       }
     }
-    var updated = self.spec
-    let stats = running.statistics(perChannel: perChannel)
+    return withDatasetStatistics(
+      DatasetStatistics(perChannel: running.statistics(perChannel: true), overall: running.statistics(perChannel: false)),
+      frequencies: needsFrequencies ? frequencies : nil)
+  }
+
+  /// The same engine with data-set statistics (from a pass or from a cache) given to the stages.
+  public func withDatasetStatistics(_ stats: DatasetStatistics?, frequencies: ClassFrequencies?) -> PipelineEngine {
+    var updated = spec
     updated.stages = updated.stages.map { stage in
-      if var n = stage as? NormalizeStage, n.method == .zscoreDataset {
-        n.datasetStatistics = running.statistics(perChannel: n.perChannel)
+      if var n = stage as? NormalizeStage, n.method == .zscoreDataset, let stats {
+        n.datasetStatistics = n.perChannel ? stats.perChannel : stats.overall
         return n
       }
-      if var w = stage as? WeightMapStage, w.datasetBalance {
+      if var w = stage as? WeightMapStage, w.datasetBalance, let frequencies {
         w.parameters.classBalance = .dataset(frequencies)
         return w
       }
       return stage
     }
-    return PipelineEngine(
-      spec: updated, sources: sources, statistics: stats, frequencies: needsFrequencies ? frequencies : nil)
+    return PipelineEngine(spec: updated, sources: sources, statistics: stats, frequencies: frequencies)
   }
 
   // MARK: - Samples

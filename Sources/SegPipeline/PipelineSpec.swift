@@ -48,11 +48,16 @@ public struct PipelineSpec: Sendable {
   public var stages: [any AugmentationStage]
   /// Decode limits for the sources.
   public var decode: DecodeOptions
+  /// How samples become training tiles (nil: whole samples).
+  public var tiles: TileSettings?
+  /// How training samples are stored in shards.
+  public var shards: ShardOutputSettings
 
   public init(
     file: String = "", seed: UInt64 = 0, sources: SourceSpec, samplesPerImage: Int = 1, mask: MaskSettings = .init(),
     interpolation: Interpolation = .bilinear, border: BorderMode = .reflect, fill: Float = 0,
-    stages: [any AugmentationStage], decode: DecodeOptions = DecodeOptions()
+    stages: [any AugmentationStage], decode: DecodeOptions = DecodeOptions(), tiles: TileSettings? = nil,
+    shards: ShardOutputSettings = ShardOutputSettings()
   ) {
     self.file = file
     self.version = PipelineSpec.formatVersion
@@ -65,6 +70,8 @@ public struct PipelineSpec: Sendable {
     self.fill = fill
     self.stages = stages
     self.decode = decode
+    self.tiles = tiles
+    self.shards = shards
   }
 
   /// The folder relative paths are resolved against.
@@ -72,6 +79,7 @@ public struct PipelineSpec: Sendable {
 
   static let topLevelKeys = [
     "version", "seed", "sources", "samples_per_image", "mask", "interpolation", "border", "fill", "stages", "max_pixels",
+    "tiles", "shards",
   ]
 
   /// Reads and validates a pipeline file.
@@ -134,9 +142,14 @@ public struct PipelineSpec: Sendable {
     if stages.contains(where: { $0 is WeightMapStage }), case .globs(_, nil) = sources {
       throw stageList.error(.missingKey, "the weight_map stage needs masks (sources.masks)")
     }
+    let tiles = try m["tiles"].map { (n) throws(PipelineError) -> TileSettings in try TileSettings.parse(n) }
+    let shardSettings = try m["shards"].map { (n) throws(PipelineError) -> ShardOutputSettings in
+      try ShardOutputSettings.parse(n)
+    } ?? ShardOutputSettings()
     var spec = PipelineSpec(
       file: file, seed: UInt64(seedValue), sources: sources, samplesPerImage: samples, mask: mask,
-      interpolation: interpolation, border: border, fill: fill, stages: stages, decode: decode)
+      interpolation: interpolation, border: border, fill: fill, stages: stages, decode: decode, tiles: tiles,
+      shards: shardSettings)
     spec.version = version
     return spec
   }
@@ -193,6 +206,7 @@ public struct PipelineSpec: Sendable {
       ("interpolation", .string(interpolation.rawValue)), ("border", .string(border.rawValue)), ("fill", .double(Double(fill))),
       ("max_pixels", .int(decode.maxPixels)),
       ("stages", .array(stages.map { .object([(type(of: $0).key, $0.settings)]) })),
+      ("tiles", tiles?.json ?? .null), ("shards", shards.json),
     ])
   }
 
