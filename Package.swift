@@ -81,6 +81,6 @@ let package = Package(
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
-      name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegTestSupport", "unet"]),
+      name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),
   ]
 )

@@ -3,9 +3,25 @@ import SegCore
 
 @main
 enum Main {
+  /// Parses and runs the command; errors about files and data print as one line
+  /// `unet: PATH: problem` with exit status 1, usage errors as argument-parser prints them.
   static func main() async {
     tuneMemoryAllocator()
-    await Unet.main()
+    do {
+      var command = try Unet.parseAsRoot()
+      if var asyncCommand = command as? any AsyncParsableCommand {
+        try await asyncCommand.run()
+      } else {
+        try command.run()
+      }
+    } catch let error as any UserFacingError {
+      flushStandardOutput()
+      reportError(error)
+      Unet.exit(withError: ExitCode.failure)
+    } catch {
+      flushStandardOutput()
+      Unet.exit(withError: error)
+    }
   }
 }
 
