@@ -56,12 +56,16 @@ let package = Package(
       ],
       exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
+    .target(
+      name: "SegPreview",
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegRender", "SegCache", "SegPipeline"],
+      exclude: ["README.md"]),
 
     // MARK: - Executable
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -79,6 +83,9 @@ let package = Package(
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
     .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
+    .testTarget(
+      name: "SegPreviewTests",
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegPipeline", "SegPreview", "SegRender", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),

@@ -145,6 +145,17 @@ public struct PipelineEngine: Sendable {
     } consume: { try consume($0) }
   }
 
+  /// Like `run`, with a `transform` applied on the worker tasks (e.g. rendering a preview row)
+  /// before `consume` sees the results in order.
+  public func run<T: Sendable>(
+    indices: [Int], workers: Int, trackMap: Bool = false, keepSource: Bool = false,
+    transform: @escaping @Sendable (ProcessedSample) throws -> T, consume: (T) throws -> Void
+  ) async throws {
+    try await forEachOrdered(count: indices.count, workers: workers) { k in
+      try transform(try self.sample(indices[k], trackMap: trackMap, keepSource: keepSource))
+    } consume: { try consume($0) }
+  }
+
   /// A path relative to the pipeline's folder when it lies below it (records stay the same
   /// on every machine), otherwise as given.
   func relativePath(_ path: String) -> String {

@@ -72,128 +72,19 @@ public enum Preparer {
   public static func run(
     spec: PipelineSpec, options: PrepareOptions, progress: @escaping (PrepareProgress) -> Void = { _ in }
   ) async throws -> PrepareSummary {
+    // The async part is kept to the two awaits; everything else lives in PreparePlan (this
+    // also keeps the function small enough for the optimizer's coroutine splitting).
     let start = nowSeconds()
-    let out = options.outputDirectory
-    do {
-      try FileIO.makeDirectories(out)
-    } catch {
-      throw CacheError(.ioFailure, path: out, error.message)
+    let plan = try PreparePlan(spec: spec, options: options)
+    if plan.needsStatisticsPass {
+      plan.useStatistics(from: try await plan.engine.preparingDatasetStatistics(workers: options.workers))
     }
-    var engine = try PipelineEngine(spec: spec)
-    let previous = try? ShardManifest.read(out + "/manifest.json")
-    let sources = try hashSources(engine.sources, previous: previous, relativeTo: spec.baseDirectory)
-    let pipelineJSON = spec.canonical
-    let pipelineHash = SHA256.hex(Array(pipelineJSON.serialized(spaced: false).utf8))
-
-    // Data-set statistics: reuse the previous run's when the pipeline and sources are the same.
-    var statistics: StatisticsEntry? = nil
-    var frequencies: [UInt64]? = nil
-    if spec.needsDatasetPass {
-      if let previous, previous.pipelineSHA256 == pipelineHash, previous.sources.map(\.contentKey) == sources.map(\.contentKey),
-        previous.datasetStatistics != nil || previous.classFrequencies != nil
-      {
-        statistics = previous.datasetStatistics
-        frequencies = previous.classFrequencies
-        engine = engine.withDatasetStatistics(
-          statistics.map(\.datasetStatistics), frequencies: frequencies.map { ClassFrequencies(counts: $0) })
-      } else {
-        engine = try await engine.preparingDatasetStatistics(workers: options.workers)
-        statistics = engine.datasetStatistics.map(StatisticsEntry.init)
-        frequencies = engine.classFrequencies?.counts
-      }
+    try plan.decideShards()
+    let state = plan.buildState(start: start, progress: progress)
+    try await plan.engine.run(indices: plan.indices, workers: options.workers) { processed in
+      try state.consume(processed)
     }
-
-    // The mask dtype, if automatic, from the largest label value over the sources' masks.
-    var storage = spec.shards
-    if storage.maskDType == nil {
-      storage.maskDType = try automaticMaskDType(engine)
-    }
-    let settings = ShardSettings(
-      imageDType: storage.imageDType, imageScale: storage.imageScale, maskDType: engine.sources.first?.mask == nil ? nil : storage.maskDType,
-      weightDType: spec.stages.contains { $0 is WeightMapStage } ? storage.weightDType : nil,
-      pipelineSamplesPerShard: try samplesPerShard(engine, storage), tiles: spec.tiles?.json, maskKind: spec.mask.kind.rawValue)
-    let settingsHash = SHA256.hex(Array(storage.json.serialized(spaced: false).utf8))
-
-    // The plan.
-    let total = engine.sampleCount
-    let perShard = settings.pipelineSamplesPerShard
-    let shardCount = (total + perShard - 1) / perShard
-    func range(_ k: Int) -> Range<Int> { (k * perShard)..<min(total, (k + 1) * perShard) }
-    func key(_ k: Int) -> String {
-      var h = SHA256()
-      h.update(Array("\(pipelineHash)|\(settingsHash)|".utf8))
-      for index in range(k) {
-        h.update(Array("\(index):\(sources[index / spec.samplesPerImage].contentKey);".utf8))
-      }
-      return h.finalize().hexString
-    }
-    let mine = (0..<shardCount).filter { $0 % options.partCount == options.partIndex }
-    var entries: [Int: ShardEntry] = [:]
-    var toBuild: [Int] = []
-    var staged: [Int] = []
-    for k in mine {
-      let expected = key(k)
-      if let existing = reusable(out, tar: shardName(k), index: indexName(k), expectedKey: expected, name: shardName(k),
-                                 verify: options.verifyExisting) {
-        entries[k] = existing
-      } else if let existing = reusable(out, tar: stagedName(expected), index: stagedIndexName(expected), expectedKey: expected,
-                                        name: shardName(k), verify: options.verifyExisting) {
-        entries[k] = existing
-        staged.append(k)
-      } else {
-        toBuild.append(k)
-      }
-    }
-
-    // Build the shards that are missing or stale, streaming samples in order.
-    let indices = toBuild.flatMap { Array(range($0)) }
-    var builder: ShardBuilder? = nil
-    var done = 0
-    var written = 0
-    var bytesBuilt = 0
-    let tiler = Tiler(settings: spec.tiles, seed: spec.seed)
-    let storageCopy = storage
-    try await engine.run(indices: indices, workers: options.workers) { processed in
-      let k = processed.index / perShard
-      if builder == nil || builder?.shard != k {
-        builder = try ShardBuilder(directory: out, shard: k, key: key(k), range: range(k), storage: storageCopy)
-      }
-      guard let current = builder else { return }
-      for (t, tile) in tiler.tiles(of: processed).enumerated() {
-        try current.add(processed, tile: tile, tileIndex: t)
-        written += 1
-      }
-      if processed.index == range(k).upperBound - 1 {
-        let entry = try current.finish()
-        entries[k] = entry
-        staged.append(k)
-        bytesBuilt += entry.bytes
-        builder = nil
-      }
-      done += 1
-      progress(PrepareProgress(done: done, total: indices.count, written: written, elapsedSeconds: nowSeconds() - start))
-    }
-
-    // Every shard is ready: move the staged ones into place (the index after its shard).
-    for k in staged.sorted() {
-      guard let entry = entries[k] else { continue }
-      try promote(out, from: stagedName(entry.key), to: shardName(k))
-      try promote(out, from: stagedIndexName(entry.key), to: indexName(k))
-    }
-    let shardEntries = mine.compactMap { entries[$0] }
-    let isPart = options.partCount > 1
-    let manifest = ShardManifest(
-      pipeline: pipelineJSON, pipelineSHA256: pipelineHash, pipelineFile: spec.file.isEmpty ? nil : spec.file,
-      settings: settings, sources: sources, datasetStatistics: statistics, classFrequencies: frequencies,
-      shards: shardEntries, part: isPart ? PartInfo(index: options.partIndex, count: options.partCount, totalShards: shardCount) : nil)
-    let manifestPath = isPart ? out + "/" + partManifestName(options.partIndex, options.partCount) : out + "/manifest.json"
-    try writeManifest(manifest, to: manifestPath)
-    if !isPart { removeStale(out, keeping: shardCount) }
-    return PrepareSummary(
-      shards: shardEntries.count, built: toBuild.count, reused: shardEntries.count - toBuild.count,
-      pipelineSamples: shardEntries.reduce(0) { $0 + ($1.pipelineSamples[1] - $1.pipelineSamples[0]) },
-      trainingSamples: shardEntries.reduce(0) { $0 + $1.samples }, bytes: shardEntries.reduce(0) { $0 + $1.bytes },
-      bytesBuilt: bytesBuilt, seconds: nowSeconds() - start, manifest: manifestPath, isPart: isPart)
+    return try plan.complete(state, start: start)
   }
 
   public static func partManifestName(_ index: Int, _ count: Int) -> String {
@@ -444,6 +335,209 @@ public struct Tiler: Sendable {
       ])
       return TrainingTile(image: image, mask: mask, weights: weights, x: x, y: y, record: record)
     }
+  }
+}
+
+/// Everything `prepare` decides before and after making samples: sources and their hashes,
+/// data-set statistics (reused when nothing changed), storage settings, the shard plan, which
+/// shards can be reused, and, at the end, moving staged shards into place and the manifest.
+final class PreparePlan {
+  let spec: PipelineSpec
+  let options: PrepareOptions
+  var engine: PipelineEngine
+  let previous: ShardManifest?
+  let sources: [SourceEntry]
+  let pipelineJSON: JSONValue
+  let pipelineHash: String
+  private(set) var statistics: StatisticsEntry?
+  private(set) var frequencies: [UInt64]?
+  private(set) var needsStatisticsPass = false
+  private(set) var storage: ShardOutputSettings
+  private(set) var settings: ShardSettings?
+  private(set) var settingsHash = ""
+  private(set) var perShard = 1
+  private(set) var shardCount = 0
+  private(set) var mine: [Int] = []
+  private(set) var entries: [Int: ShardEntry] = [:]
+  private(set) var staged: [Int] = []
+  private(set) var toBuild: [Int] = []
+  private(set) var keys: [Int: String] = [:]
+
+  init(spec: PipelineSpec, options: PrepareOptions) throws {
+    self.spec = spec
+    self.options = options
+    let out = options.outputDirectory
+    do {
+      try FileIO.makeDirectories(out)
+    } catch {
+      throw CacheError(.ioFailure, path: out, error.message)
+    }
+    engine = try PipelineEngine(spec: spec)
+    previous = try? ShardManifest.read(out + "/manifest.json")
+    sources = try Preparer.hashSources(engine.sources, previous: previous, relativeTo: spec.baseDirectory)
+    pipelineJSON = spec.canonical
+    pipelineHash = SHA256.hex(Array(pipelineJSON.serialized(spaced: false).utf8))
+    storage = spec.shards
+    // Data-set statistics: reuse the previous run's when the pipeline and sources are the same.
+    if spec.needsDatasetPass {
+      if let previous, previous.pipelineSHA256 == pipelineHash, previous.sources.map(\.contentKey) == sources.map(\.contentKey),
+        previous.datasetStatistics != nil || previous.classFrequencies != nil
+      {
+        statistics = previous.datasetStatistics
+        frequencies = previous.classFrequencies
+        engine = engine.withDatasetStatistics(
+          statistics.map(\.datasetStatistics), frequencies: frequencies.map { ClassFrequencies(counts: $0) })
+      } else {
+        needsStatisticsPass = true
+      }
+    }
+  }
+
+  func useStatistics(from prepared: PipelineEngine) {
+    engine = prepared
+    statistics = prepared.datasetStatistics.map(StatisticsEntry.init)
+    frequencies = prepared.classFrequencies?.counts
+  }
+
+  func range(_ k: Int) -> Range<Int> { (k * perShard)..<min(engine.sampleCount, (k + 1) * perShard) }
+
+  func key(_ k: Int) -> String {
+    var h = SHA256()
+    h.update(Array("\(pipelineHash)|\(settingsHash)|".utf8))
+    for index in range(k) {
+      h.update(Array("\(index):\(sources[index / spec.samplesPerImage].contentKey);".utf8))
+    }
+    return h.finalize().hexString
+  }
+
+  /// Storage settings, the plan, and which of this part's shards can be reused.
+  func decideShards() throws {
+    if storage.maskDType == nil { storage.maskDType = try Preparer.automaticMaskDType(engine) }
+    perShard = try Preparer.samplesPerShard(engine, storage)
+    settings = ShardSettings(
+      imageDType: storage.imageDType, imageScale: storage.imageScale,
+      maskDType: engine.sources.first?.mask == nil ? nil : storage.maskDType,
+      weightDType: spec.stages.contains { $0 is WeightMapStage } ? storage.weightDType : nil,
+      pipelineSamplesPerShard: perShard, tiles: spec.tiles?.json, maskKind: spec.mask.kind.rawValue)
+    settingsHash = SHA256.hex(Array(storage.json.serialized(spaced: false).utf8))
+    shardCount = (engine.sampleCount + perShard - 1) / perShard
+    mine = (0..<shardCount).filter { $0 % options.partCount == options.partIndex }
+    let out = options.outputDirectory
+    for k in mine {
+      let expected = key(k)
+      keys[k] = expected
+      if let existing = Preparer.reusable(
+        out, tar: Preparer.shardName(k), index: Preparer.indexName(k), expectedKey: expected, name: Preparer.shardName(k),
+        verify: options.verifyExisting)
+      {
+        entries[k] = existing
+      } else if let existing = Preparer.reusable(
+        out, tar: Preparer.stagedName(expected), index: Preparer.stagedIndexName(expected), expectedKey: expected,
+        name: Preparer.shardName(k), verify: options.verifyExisting)
+      {
+        entries[k] = existing
+        staged.append(k)
+      } else {
+        toBuild.append(k)
+      }
+    }
+  }
+
+  /// The pipeline samples to make, in order.
+  var indices: [Int] { toBuild.flatMap { Array(range($0)) } }
+
+  func buildState(start: Double, progress: @escaping (PrepareProgress) -> Void) -> BuildState {
+    BuildState(
+      directory: options.outputDirectory, perShard: perShard, total: engine.sampleCount, storage: storage,
+      tiler: Tiler(settings: spec.tiles, seed: spec.seed), keys: keys, indices: indices.count, start: start,
+      progress: progress)
+  }
+
+  /// Moves staged shards into place (each index after its shard), writes the manifest (or the
+  /// partial manifest), removes stale files, and sums up.
+  func complete(_ state: BuildState, start: Double) throws -> PrepareSummary {
+    for (k, entry) in state.entries {
+      entries[k] = entry
+      staged.append(k)
+    }
+    let out = options.outputDirectory
+    for k in staged.sorted() {
+      guard let entry = entries[k] else { continue }
+      try Preparer.promote(out, from: Preparer.stagedName(entry.key), to: Preparer.shardName(k))
+      try Preparer.promote(out, from: Preparer.stagedIndexName(entry.key), to: Preparer.indexName(k))
+    }
+    let shardEntries = mine.compactMap { entries[$0] }
+    let isPart = options.partCount > 1
+    guard let settings else { throw CacheError(.ioFailure, path: out, "shard settings were not decided") }
+    let manifest = ShardManifest(
+      pipeline: pipelineJSON, pipelineSHA256: pipelineHash, pipelineFile: spec.file.isEmpty ? nil : spec.file,
+      settings: settings, sources: sources, datasetStatistics: statistics, classFrequencies: frequencies,
+      shards: shardEntries,
+      part: isPart ? PartInfo(index: options.partIndex, count: options.partCount, totalShards: shardCount) : nil)
+    let manifestPath = isPart
+      ? out + "/" + Preparer.partManifestName(options.partIndex, options.partCount) : out + "/manifest.json"
+    try Preparer.writeManifest(manifest, to: manifestPath)
+    if !isPart { Preparer.removeStale(out, keeping: shardCount) }
+    return PrepareSummary(
+      shards: shardEntries.count, built: toBuild.count, reused: shardEntries.count - toBuild.count,
+      pipelineSamples: shardEntries.reduce(0) { $0 + ($1.pipelineSamples[1] - $1.pipelineSamples[0]) },
+      trainingSamples: shardEntries.reduce(0) { $0 + $1.samples }, bytes: shardEntries.reduce(0) { $0 + $1.bytes },
+      bytesBuilt: state.bytesBuilt, seconds: Preparer.nowSeconds() - start, manifest: manifestPath, isPart: isPart)
+  }
+}
+
+/// The shard builds of one run: routes processed samples (in index order) to the builder of
+/// their shard and finishes each shard after its last sample.
+final class BuildState {
+  let directory: String
+  let perShard: Int
+  let total: Int
+  let storage: ShardOutputSettings
+  let tiler: Tiler
+  let keys: [Int: String]
+  let indices: Int
+  let start: Double
+  let progress: (PrepareProgress) -> Void
+  private var builder: ShardBuilder?
+  private(set) var entries: [Int: ShardEntry] = [:]
+  private(set) var bytesBuilt = 0
+  private var done = 0
+  private var written = 0
+
+  init(
+    directory: String, perShard: Int, total: Int, storage: ShardOutputSettings, tiler: Tiler, keys: [Int: String],
+    indices: Int, start: Double, progress: @escaping (PrepareProgress) -> Void
+  ) {
+    self.directory = directory
+    self.perShard = perShard
+    self.total = total
+    self.storage = storage
+    self.tiler = tiler
+    self.keys = keys
+    self.indices = indices
+    self.start = start
+    self.progress = progress
+  }
+
+  func consume(_ processed: ProcessedSample) throws {
+    let k = processed.index / perShard
+    let range = (k * perShard)..<min(total, (k + 1) * perShard)
+    if builder?.shard != k {
+      builder = try ShardBuilder(directory: directory, shard: k, key: keys[k] ?? "", range: range, storage: storage)
+    }
+    guard let current = builder else { return }
+    for (t, tile) in tiler.tiles(of: processed).enumerated() {
+      try current.add(processed, tile: tile, tileIndex: t)
+      written += 1
+    }
+    if processed.index == range.upperBound - 1 {
+      let entry = try current.finish()
+      entries[k] = entry
+      bytesBuilt += entry.bytes
+      builder = nil
+    }
+    done += 1
+    progress(PrepareProgress(done: done, total: indices, written: written, elapsedSeconds: Preparer.nowSeconds() - start))
   }
 }
 

@@ -53,6 +53,7 @@ public enum SourceSpec: Sendable, Equatable {
       } catch {
         throw PipelineError(.noSources, path: images, error.message)
       }
+      guard !imageFiles.isEmpty else { throw PipelineError(.noSources, path: images, "no image files in this folder") }
       var maskFiles: [String]? = nil
       if FileIO.isDirectory(labels) {
         do {

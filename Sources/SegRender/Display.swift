@@ -13,6 +13,28 @@ public enum Display {
     return finite[lo] + (finite[hi] - finite[lo]) * t
   }
 
+  /// The [low, high] percentiles of the finite values, from one sort of at most 65,536 of them
+  /// taken at a fixed stride (a display window needs no more precision; deterministic).
+  public static func window(_ values: [Float], low: Double, high: Double) -> (Float, Float) {
+    let stride = max(1, values.count / 65_536)
+    var sample: [Float] = []
+    sample.reserveCapacity(values.count / stride + 1)
+    var i = 0
+    while i < values.count {
+      if values[i].isFinite { sample.append(values[i]) }
+      i += stride
+    }
+    sample.sort()
+    guard !sample.isEmpty else { return (0, 0) }
+    func at(_ p: Double) -> Float {
+      let pos = min(max(p, 0), 100) / 100 * Double(sample.count - 1)
+      let j = Int(pos)
+      let t = Float(pos - Double(j))
+      return j + 1 < sample.count ? sample[j] + (sample[j + 1] - sample[j]) * t : sample[j]
+    }
+    return (at(low), at(high))
+  }
+
   /// An image for display: one channel shown gray, three shown as RGB (other channel counts
   /// show channel 0). uint8 images are shown as they are unless `alwaysWindow`; 16-bit,
   /// 32-bit and float images are windowed to the [low, high] percentiles of their values
@@ -31,8 +53,7 @@ public enum Display {
         continue
       }
       let f = plane.floatSamples()
-      let lo = percentile(f, low)
-      let hi = percentile(f, high)
+      let (lo, hi) = window(f, low: low, high: high)
       let scale = hi > lo ? 255 / (hi - lo) : 0
       channels.append(f.map { v in
         guard v.isFinite else { return 0 }

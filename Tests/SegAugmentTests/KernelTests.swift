@@ -252,3 +252,23 @@ func randomAffine(_ rng: inout RandomStream, width: Int, height: Int) -> Affine2
     #expect(ElasticField.foldedFraction(dx: flip, dy: zero, width: w, height: w) == 1)
   }
 }
+
+@Suite struct PercentileTests {
+  /// The quickselect percentile equals the sort-based definition (numpy's linear method).
+  @Test func matchesTheSortedDefinition() {
+    for seed in seeds(100) {
+      var rng = RandomStream(seed: seed, path: [12])
+      let n = 1 + rng.nextInt(below: 300)
+      var values = (0..<n).map { _ in Float(rng.nextInt(below: 20)) - 5 }  // many ties
+      if seed % 3 == 0 { values.append(.nan) }
+      for p in [0.0, 1, 2.5, 50, 97.3, 99, 100] {
+        let s = values.filter { $0.isFinite }.sorted()
+        let pos = p / 100 * Double(s.count - 1)
+        let j = Int(pos)
+        let t = Float(pos - Double(j))
+        let expected = j + 1 < s.count ? s[j] + (s[j + 1] - s[j]) * t : s[j]
+        #expect(NormalizeStage.percentile(values, p) == expected, "seed \(seed) p \(p)")
+      }
+    }
+  }
+}

@@ -121,3 +121,20 @@ func killablePipeline(_ dir: String) throws -> String {
     #expect(try FileIO.read(dir + "/s/manifest.json") == before)
   }
 }
+
+@Suite struct PreviewCommandTests {
+  @Test func badInputGivesOneLineErrors() throws {
+    let dir = TestPaths.temporaryDirectory("preview-cli")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileManager.default.createDirectory(atPath: dir + "/empty/images", withIntermediateDirectories: true)
+    let empty = try runUnet(["preview", TestPaths.pipelines + "/default.yaml", "--source", dir + "/empty", "--out", dir + "/o"])
+    #expect(empty.status != 0)
+    #expect(empty.stderrLines.count == 1 && empty.stderr.hasPrefix("unet: ") && empty.stderr.contains("no"))
+    try "version: 1\nseed: x\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+    let bad = try runUnet(["preview", dir + "/bad.yaml", "--out", dir + "/o"])
+    #expect(bad.stderrLines == ["unet: \(dir)/bad.yaml:2: seed: expected a whole number, found \"x\""])
+    let ok = try runUnet(["preview", TestPaths.pipelines + "/default.yaml", "--count", "2", "--out", dir + "/ok", "--panel", "48"])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(ok.stdout.contains("page: \(dir)/ok/index.html"))
+  }
+}

@@ -175,14 +175,52 @@ public struct NormalizeStage: AugmentationStage, Equatable {
   }
 
   /// The p-th percentile (0...100) with linear interpolation between order statistics (numpy's
-  /// default), ignoring non-finite values.
+  /// default), ignoring non-finite values. Two quickselects on a copy: O(n) expected.
   public static func percentile(_ values: [Float], _ p: Double) -> Float {
-    let s = values.filter { $0.isFinite }.sorted()
-    guard !s.isEmpty else { return 0 }
-    let pos = min(max(p, 0), 100) / 100 * Double(s.count - 1)
+    var a = values.filter { $0.isFinite }
+    guard !a.isEmpty else { return 0 }
+    let pos = min(max(p, 0), 100) / 100 * Double(a.count - 1)
     let j = Int(pos)
     let t = Float(pos - Double(j))
-    return j + 1 < s.count ? s[j] + (s[j + 1] - s[j]) * t : s[j]
+    let lo = select(&a, j)
+    if j + 1 >= a.count || t == 0 { return lo }
+    // After selecting j, everything right of j is ≥ a[j]: the next order statistic is their minimum.
+    var hi = Float.infinity
+    for k in (j + 1)..<a.count { hi = min(hi, a[k]) }
+    return lo + (hi - lo) * t
+  }
+
+  /// The k-th smallest element (0-based); partially reorders `a` (Hoare quickselect,
+  /// median-of-three pivots: deterministic).
+  static func select(_ a: inout [Float], _ k: Int) -> Float {
+    var lo = 0
+    var hi = a.count - 1
+    while lo < hi {
+      let mid = lo + (hi - lo) / 2
+      if a[mid] < a[lo] { a.swapAt(mid, lo) }
+      if a[hi] < a[lo] { a.swapAt(hi, lo) }
+      if a[hi] < a[mid] { a.swapAt(hi, mid) }
+      let pivot = a[mid]
+      var i = lo
+      var j = hi
+      while i <= j {
+        while a[i] < pivot { i += 1 }
+        while a[j] > pivot { j -= 1 }
+        if i <= j {
+          a.swapAt(i, j)
+          i += 1
+          j -= 1
+        }
+      }
+      if k <= j {
+        hi = j
+      } else if k >= i {
+        lo = i
+      } else {
+        return a[k]
+      }
+    }
+    return a[k]
   }
 
   public var settings: JSONValue {
