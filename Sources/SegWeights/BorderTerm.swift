@@ -422,39 +422,4 @@ public struct NearestTwo: Sendable, Equatable {
   public var d2: Int32 = NearestTwo.none
 
   public init() {}
-
-  /// Offers the two candidates of a column at horizontal offset k (k² given).
-  @inline(__always)
-  mutating func offer(_ c: ColumnPair, k2: Int, limit2: Int) {
-    if c.id1 != 0 && c.g1 != Int32.max {
-      let g = Int(c.g1)
-      let d = k2 + g * g
-      if d <= limit2 { insert(c.id1, Int32(d)) }
-    }
-    if c.id2 != 0 && c.g2 != Int32.max {
-      let g = Int(c.g2)
-      let d = k2 + g * g
-      if d <= limit2 { insert(c.id2, Int32(d)) }
-    }
-  }
-
-  @inline(__always)
-  mutating func insert(_ id: UInt32, _ d: Int32) {
-    if id == id1 {
-      if d < d1 { d1 = d }
-    } else if id == id2 {
-      if d < d2 {
-        d2 = d
-        if d2 < d1 { swap(&id1, &id2); swap(&d1, &d2) }
-      }
-    } else if d < d1 {
-      id2 = id1
-      d2 = d1
-      id1 = id
-      d1 = d
-    } else if d < d2 {
-      id2 = id
-      d2 = d
-    }
-  }
 }

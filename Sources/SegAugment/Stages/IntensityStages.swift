@@ -236,6 +236,20 @@ public struct NormalizeStage: AugmentationStage, Equatable {
   }
 }
 
+/// Runs `body` once per channel with the image's samples, the channel's index range in them and
+/// its value range [lo, hi] (finite samples), then stores the samples back. The shared frame
+/// of the range-relative intensity stages.
+func transformChannels(
+  _ image: inout Image, _ body: (_ values: inout [Float], _ range: Range<Int>, _ lo: Float, _ hi: Float) -> Void
+) {
+  var f = image.floatSamples()
+  let n = image.planeSize
+  for (c, (lo, hi)) in channelRanges(f, channels: image.channels, plane: n).enumerated() {
+    body(&f, (c * n)..<((c + 1) * n), lo, hi)
+  }
+  image = Image(width: image.width, height: image.height, channels: image.channels, pixels: f)
+}
+
 /// The value range [lo, hi] of each channel (finite samples), for range-relative stages.
 func channelRanges(_ f: [Float], channels: Int, plane: Int) -> [(Float, Float)] {
   (0..<channels).map { c in
@@ -268,13 +282,11 @@ public struct GammaStage: AugmentationStage, Equatable {
     if g == 1 { return StageDraw(action: .skipped, parameters: record) }
     return StageDraw(
       action: .intensity { image in
-        var f = image.floatSamples()
-        let n = image.planeSize
-        for (c, (lo, hi)) in channelRanges(f, channels: image.channels, plane: n).enumerated() where hi > lo {
+        transformChannels(&image) { f, range, lo, hi in
+          guard hi > lo else { return }
           let span = hi - lo
-          for i in (c * n)..<((c + 1) * n) { f[i] = lo + span * powf(max(0, (f[i] - lo) / span), Float(g)) }
+          for i in range { f[i] = lo + span * powf(max(0, (f[i] - lo) / span), Float(g)) }
         }
-        image = Image(width: image.width, height: image.height, channels: image.channels, pixels: f)
       }, parameters: record)
   }
 
@@ -303,16 +315,13 @@ public struct BrightnessContrastStage: AugmentationStage, Equatable {
     if b == 0 && c == 1 { return StageDraw(action: .skipped, parameters: record) }
     return StageDraw(
       action: .intensity { image in
-        var f = image.floatSamples()
-        let n = image.planeSize
-        for (ch, (lo, hi)) in channelRanges(f, channels: image.channels, plane: n).enumerated() {
+        transformChannels(&image) { f, range, lo, hi in
           var s = 0.0
-          for i in (ch * n)..<((ch + 1) * n) { s += Double(f[i]) }
-          let mu = Float(s / Double(max(n, 1)))
+          for i in range { s += Double(f[i]) }
+          let mu = Float(s / Double(max(range.count, 1)))
           let shift = Float(b) * (hi - lo)
-          for i in (ch * n)..<((ch + 1) * n) { f[i] = Float(c) * (f[i] - mu) + mu + shift }
+          for i in range { f[i] = Float(c) * (f[i] - mu) + mu + shift }
         }
-        image = Image(width: image.width, height: image.height, channels: image.channels, pixels: f)
       }, parameters: record)
   }
 
@@ -340,16 +349,13 @@ public struct NoiseStage: AugmentationStage, Equatable {
     let noiseRNG = rng.child(1)
     return StageDraw(
       action: .intensity { image in
-        var f = image.floatSamples()
-        let n = image.planeSize
         var r = noiseRNG
-        var noise = [Float](repeating: 0, count: f.count)
+        var noise = [Float](repeating: 0, count: image.sampleCount)
         noise.withUnsafeMutableBufferPointer { Noise.gaussian($0, rng: &r) }
-        for (c, (lo, hi)) in channelRanges(f, channels: image.channels, plane: n).enumerated() {
+        transformChannels(&image) { f, range, lo, hi in
           let scale = Float(s) * (hi > lo ? hi - lo : 1)
-          for i in (c * n)..<((c + 1) * n) { f[i] += scale * noise[i] }
+          for i in range { f[i] += scale * noise[i] }
         }
-        image = Image(width: image.width, height: image.height, channels: image.channels, pixels: f)
       }, parameters: record)
   }
 

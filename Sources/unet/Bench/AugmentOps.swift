@@ -26,36 +26,34 @@ extension Bench {
         let threads = inputs.threads
         return ({ blackHole(GeometricGroup.apply(image: image, mask: mask, layers: [layer], interpolation: .bilinear, threads: threads)) }, [])
       },
-      BenchOp(name: "elastic_simard", note: "sigma 4 (33 taps), alpha 34; field generation timed") { inputs in
-        let image = inputs.image.toFloat32(scale: 1.0 / 255)
-        let mask = inputs.labels
-        let threads = inputs.threads
-        var call = 0
-        return ({
-          call += 1
-          var rng = RandomStream(seed: 1, path: [UInt64(call)])
-          let (dx, dy) = ElasticField.simard(width: image.width, height: image.height, alpha: 34, sigma: 4, rng: &rng)
-          let layer = GeometricLayer(
-            map: .displacement(dx: dx, dy: dy), inputWidth: image.width, inputHeight: image.height,
-            outputWidth: image.width, outputHeight: image.height, border: .reflect)
-          blackHole(GeometricGroup.apply(image: image, mask: mask, layers: [layer], interpolation: .bilinear, threads: threads))
-        }, [])
+      elasticOp("elastic_simard", note: "sigma 4 (33 taps), alpha 34; field generation timed", interpolation: .bilinear) {
+        width, height, rng in ElasticField.simard(width: width, height: height, alpha: 34, sigma: 4, rng: &rng)
       },
-      BenchOp(name: "elastic_grid", note: "3x3 control points, sigma 10 px; image cubic B-spline, mask nearest") { inputs in
-        let image = inputs.image.toFloat32(scale: 1.0 / 255)
-        let mask = inputs.labels
-        let threads = inputs.threads
-        var call = 0
-        return ({
-          call += 1
-          var rng = RandomStream(seed: 2, path: [UInt64(call)])
-          let (dx, dy) = ElasticField.grid(width: image.width, height: image.height, points: 3, sigma: 10, rng: &rng)
-          let layer = GeometricLayer(
-            map: .displacement(dx: dx, dy: dy), inputWidth: image.width, inputHeight: image.height,
-            outputWidth: image.width, outputHeight: image.height, border: .reflect)
-          blackHole(GeometricGroup.apply(image: image, mask: mask, layers: [layer], interpolation: .bspline, threads: threads))
-        }, [])
+      elasticOp("elastic_grid", note: "3x3 control points, sigma 10 px; image cubic B-spline, mask nearest", interpolation: .bspline) {
+        width, height, rng in ElasticField.grid(width: width, height: height, points: 3, sigma: 10, rng: &rng)
       },
     ]
+  }
+
+  /// An elastic op: a fresh field per call (timed), then one warp of image and mask.
+  static func elasticOp(
+    _ name: String, note: String, interpolation: Interpolation,
+    field: @escaping (Int, Int, inout RandomStream) -> (dx: [Float], dy: [Float])
+  ) -> BenchOp {
+    BenchOp(name: name, note: note) { inputs in
+      let image = inputs.image.toFloat32(scale: 1.0 / 255)
+      let mask = inputs.labels
+      let threads = inputs.threads
+      var call = 0
+      return ({
+        call += 1
+        var rng = RandomStream(seed: 1, path: [UInt64(call)])
+        let (dx, dy) = field(image.width, image.height, &rng)
+        let layer = GeometricLayer(
+          map: .displacement(dx: dx, dy: dy), inputWidth: image.width, inputHeight: image.height,
+          outputWidth: image.width, outputHeight: image.height, border: .reflect)
+        blackHole(GeometricGroup.apply(image: image, mask: mask, layers: [layer], interpolation: interpolation, threads: threads))
+      }, [])
+    }
   }
 }
