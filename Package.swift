@@ -86,6 +86,7 @@ let package = Package(
     .testTarget(
       name: "SegPreviewTests",
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegPipeline", "SegPreview", "SegRender", "SegTestSupport"]),
+    .testTarget(name: "SegRenderTests", dependencies: ["SegRender"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),
