@@ -282,9 +282,11 @@ public final class ShardStream {
   ///   - prefetch: samples read ahead by the background thread.
   ///   - skipCorrupt: skip shards that fail their checksum (counted in `skipped`) instead of
   ///     throwing.
+  ///   - include: keeps only the samples it accepts (e.g. a training split by source).
   public init(
     set: ShardSet, shards: [Int]? = nil, seed: UInt64, epoch: Int, shuffle: Bool = true, shuffleBuffer: Int = 256,
-    prefetch: Int = 64, verify: Bool = true, skipCorrupt: Bool = false
+    prefetch: Int = 64, verify: Bool = true, skipCorrupt: Bool = false,
+    include: @escaping @Sendable (SampleEntry) -> Bool = { _ in true }
   ) {
     self.set = set
     self.bufferSize = shuffle ? max(shuffleBuffer, 1) : 1
@@ -300,7 +302,9 @@ public final class ShardStream {
     let thread = Thread {
       for shard in shardOrder {
         do throws(CacheError) {
-          for sample in try producerSet.samples(inShard: shard, verify: verify) {
+          let entries = producerSet.manifest.shards[shard].members
+          guard entries.contains(where: include) else { continue }
+          for sample in try producerSet.samples(inShard: shard, verify: verify) where include(entries[sample.member]) {
             if !queue.push(.sample(sample)) { return }
           }
         } catch {

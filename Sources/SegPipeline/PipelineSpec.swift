@@ -52,6 +52,8 @@ public struct PipelineSpec: Sendable {
   public var tiles: TileSettings?
   /// How training samples are stored in shards.
   public var shards: ShardOutputSettings
+  /// The `train:` section (defaults when absent).
+  public var train: TrainSection
 
   public init(
     file: String = "", seed: UInt64 = 0, sources: SourceSpec, samplesPerImage: Int = 1, mask: MaskSettings = .init(),
@@ -72,6 +74,7 @@ public struct PipelineSpec: Sendable {
     self.decode = decode
     self.tiles = tiles
     self.shards = shards
+    self.train = TrainSection()
   }
 
   /// The folder relative paths are resolved against.
@@ -79,7 +82,7 @@ public struct PipelineSpec: Sendable {
 
   static let topLevelKeys = [
     "version", "seed", "sources", "samples_per_image", "mask", "interpolation", "border", "fill", "stages", "max_pixels",
-    "tiles", "shards",
+    "tiles", "shards", "train",
   ]
 
   /// Reads and validates a pipeline file.
@@ -151,6 +154,7 @@ public struct PipelineSpec: Sendable {
       interpolation: interpolation, border: border, fill: fill, stages: stages, decode: decode, tiles: tiles,
       shards: shardSettings)
     spec.version = version
+    if let n = m["train"] { spec.train = try TrainSection.parse(n) }
     return spec
   }
 
