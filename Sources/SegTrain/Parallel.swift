@@ -10,8 +10,19 @@ import Synchronization
 public enum ComputeThreads {
   private static let storage = Atomic<Int>(1)
 
-  /// The current worker count (at least 1).
-  public static var count: Int { storage.load(ordering: .relaxed) }
+  /// A per-task override (see ``withCount(_:_:)``).
+  @TaskLocal static var override: Int?
+
+  /// The current worker count (at least 1): the innermost ``withCount(_:_:)`` of the current
+  /// task, else the process-wide value of ``set(_:)`` (default 1).
+  public static var count: Int { override ?? storage.load(ordering: .relaxed) }
+
+  /// Runs `body` with `n` workers for the calling task only (other tasks keep theirs), e.g. to
+  /// compare results across thread counts in concurrent tests.
+  public static func withCount<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+    BLAS.setLibraryThreads(1)
+    return try $override.withValue(max(1, n)) { try body() }
+  }
 
   /// Sets the worker count for SegTrain's loops (and OpenBLAS's pool to one thread: SegTrain
   /// calls it from each worker). Call before training; not meant to change during a step.
