@@ -125,3 +125,46 @@ func sampleIndices(_ n: Int, count: Int, seed: UInt64) -> [Int] {
   while idx.count < count { idx.insert(rng.nextInt(below: n)) }
   return idx.sorted()
 }
+
+/// Finite-difference check of the gradient of L(v) = Σ_j r_j·f(v)_j at `indices`:
+/// FD_i = Σ_j r_j·(f(v + ε·e_i)_j − f(v − ε·e_i)_j) / 2ε, the differences taken element-wise
+/// in Double so unaffected outputs cancel exactly. Returns the worst relative error
+/// |analytic_i − FD_i| / max(|FD_i|, |analytic_i|, 0.01·max|FD|).
+func finiteDifferenceError(
+  values: [Float], analytic: [Float], indices: [Int], epsilon: Float, r: [Float], _ f: ([Float]) -> [Float]
+) -> Double {
+  var v = values
+  var fd: [Double] = []
+  for i in indices {
+    let old = v[i]
+    v[i] = old + epsilon
+    let plus = f(v)
+    v[i] = old - epsilon
+    let minus = f(v)
+    v[i] = old
+    var s = 0.0
+    for j in 0..<plus.count where plus[j] != minus[j] { s += Double(r[j]) * (Double(plus[j]) - Double(minus[j])) }
+    fd.append(s / (2 * Double(epsilon)))
+  }
+  return relativeErrors(analytic: indices.map { Double(analytic[$0]) }, numeric: fd)
+}
+
+/// Finite-difference check of a scalar function's gradient at `indices` (central differences).
+func finiteDifferenceError(
+  values: [Float], analytic: [Float], indices: [Int], epsilon: Float, scalar f: ([Float]) -> Double
+) -> Double {
+  var v = values
+  let fd = indices.map { centralDifference(&v, $0, epsilon: epsilon, f) }
+  return relativeErrors(analytic: indices.map { Double(analytic[$0]) }, numeric: fd)
+}
+
+func relativeErrors(analytic a: [Double], numeric n: [Double]) -> Double {
+  let scale = n.map(abs).max() ?? 0
+  let floor = max(0.01 * scale, 1e-12)
+  var worst = 0.0
+  for (x, y) in zip(a, n) {
+    let e = abs(x - y) / max(abs(x), abs(y), floor)
+    worst = max(worst, e.isNaN ? .infinity : e)
+  }
+  return worst
+}
