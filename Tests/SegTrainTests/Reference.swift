@@ -1,3 +1,4 @@
+import Foundation
 import SegCore
 import SegTrain
 
@@ -153,9 +154,25 @@ func finiteDifferenceError(
 func finiteDifferenceError(
   values: [Float], analytic: [Float], indices: [Int], epsilon: Float, scalar f: ([Float]) -> Double
 ) -> Double {
+  finiteDifferenceErrors(values: values, analytic: analytic, indices: indices, epsilon: epsilon, scalar: f).max() ?? 0
+}
+
+/// The relative error of every checked index (see `finiteDifferenceError`).
+func finiteDifferenceErrors(
+  values: [Float], analytic: [Float], indices: [Int], epsilon: Float, scalar f: ([Float]) -> Double
+) -> [Double] {
   var v = values
   let fd = indices.map { centralDifference(&v, $0, epsilon: epsilon, f) }
-  return relativeErrors(analytic: indices.map { Double(analytic[$0]) }, numeric: fd)
+  if ProcessInfo.processInfo.environment["SEGTRAIN_FD_VERBOSE"] != nil {
+    for (i, n) in zip(indices, fd) { print("  FD index \(i): analytic \(analytic[i]) numeric \(n)") }
+  }
+  let a = indices.map { Double(analytic[$0]) }
+  let scale = fd.map(abs).max() ?? 0
+  let floor = max(0.01 * scale, 1e-12)
+  return zip(a, fd).map { x, y in
+    let e = abs(x - y) / max(abs(x), abs(y), floor)
+    return e.isNaN ? .infinity : e
+  }
 }
 
 func relativeErrors(analytic a: [Double], numeric n: [Double]) -> Double {
