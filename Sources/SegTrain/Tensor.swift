@@ -35,10 +35,10 @@ public struct TensorShape: Hashable, Sendable, Codable, CustomStringConvertible 
 /// through unsafe pointers; this type is the public, checked face used by tests and callers.
 public struct Tensor: Sendable, Equatable {
   public private(set) var shape: TensorShape
-  /// The elements, NCHW row-major; `data.count == shape.count` always.
-  public var data: [Float] {
-    didSet { precondition(data.count == shape.count, "Tensor: data has \(data.count) elements, shape \(shape) needs \(shape.count)") }
-  }
+  /// The elements, NCHW row-major. Must keep `shape.count` elements: write elements in place
+  /// (`t.data[i] = v`), do not append or remove. Every layer checks this on entry. (A property
+  /// observer would enforce it, but would also copy the whole array on every element write.)
+  public var data: [Float]
 
   /// A tensor of the given shape holding `data` (NCHW order).
   public init(shape: TensorShape, data: [Float]) {
@@ -57,6 +57,9 @@ public struct Tensor: Sendable, Equatable {
   public init(n: Int, c: Int, h: Int, w: Int, repeating value: Float = 0) {
     self.init(shape: TensorShape(n: n, c: c, h: h, w: w), repeating: value)
   }
+
+  /// Whether `data` holds exactly `shape.count` elements.
+  public var isConsistent: Bool { data.count == shape.count }
 
   /// The flat index of element (n, c, y, x).
   @inline(__always)
@@ -87,4 +90,10 @@ public struct Tensor: Sendable, Equatable {
     for i in 0..<t.data.count { t.data[i] = Float(rng.gaussian()) * scale }
     return t
   }
+}
+
+/// Stops with a message when a tensor's storage does not match its shape.
+@inline(__always)
+func checkTensor(_ t: Tensor, _ what: @autoclosure () -> String) {
+  precondition(t.isConsistent, "\(what()): tensor of shape \(t.shape) holds \(t.data.count) elements")
 }

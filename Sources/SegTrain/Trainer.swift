@@ -115,6 +115,7 @@ public final class Trainer {
   }
 
   private func checkBatch(_ input: Tensor, _ targets: [Int32], _ weights: [Float]?) -> TensorShape {
+    checkTensor(input, "Trainer")
     let cfg = model.configuration
     guard let oh = cfg.outputSize(forInput: input.shape.h), let ow = cfg.outputSize(forInput: input.shape.w) else {
       preconditionFailure("Trainer: input \(input.shape.h)×\(input.shape.w) is not legal for this network")
@@ -138,7 +139,9 @@ public final class Trainer {
     let ws = workspace(for: input.shape)
     let g = ws.gradients()
     if !gradientsAreZero {
+      let t0 = StepProfile.begin()
       gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+      StepProfile.end(t0, "step 0 zero gradients")
     }
     gradientsAreZero = false
     let dropoutRNG = RandomStream(seed: configuration.seed, path: [Self.dropoutStream, UInt64(step)])
@@ -153,7 +156,10 @@ public final class Trainer {
     m.parameters.withUnsafeBufferPointer { pp in
       state.withUnsafeMutableBufferPointer { sp in
         input.data.withUnsafeBufferPointer { xp in
+          var t0 = StepProfile.begin()
           m.forward(input: base(xp), parameters: base(pp), state: sp.baseAddress, workspace: ws, training: true, dropoutMask: dropoutRNG)
+          StepProfile.end(t0, "step 1 forward")
+          t0 = StepProfile.begin()
           value = targets.withUnsafeBufferPointer { tp in
             guard let tb = tp.baseAddress else { preconditionFailure("Trainer: no targets") }
             if let weights {
@@ -163,9 +169,12 @@ public final class Trainer {
             }
             return SegmentationLoss.evaluate(logits: ws.logits.pointer, shape: ws.plan.logits, targets: tb, weights: nil, configuration: lossConfiguration, probabilities: ws.probabilities.pointer, gradient: g.logits.pointer)
           }
+          StepProfile.end(t0, "step 2 loss")
+          t0 = StepProfile.begin()
           gradients.withUnsafeMutableBufferPointer { gp in
             m.backward(input: base(xp), parameters: base(pp), gradients: base(gp), workspace: ws, training: true)
           }
+          StepProfile.end(t0, "step 3 backward")
         }
       }
     }
@@ -181,7 +190,9 @@ public final class Trainer {
       norm = clipGradientNorm(&gradients, maxNorm: maxNorm)
     }
     let lr = scheduler.rate(step: step)
+    let t0 = StepProfile.begin()
     optimizer.update(parameters: &model.parameters, gradients: &gradients, learningRate: lr, zeroGradients: true)
+    StepProfile.end(t0, "step 4 update")
     gradientsAreZero = true
     return StepResult(loss: loss, learningRate: lr, gradientNorm: norm, step: step)
   }

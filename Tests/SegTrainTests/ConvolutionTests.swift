@@ -39,8 +39,10 @@ struct ConvolutionTests {
     let g = randomTensor(os, seed: 3)
     let ref = naiveConvBackward(xd, s, wd, g.data.map(Double.init), outChannels: t.o, k: t.k, p: t.p)
 
-    ComputeThreads.withCount(threads) {
-      // A small lowering budget forces several chunks even on these small images.
+    // The default lowering budget, and a tiny one that forces many chunks in every pass.
+    for budget in [Conv2D.columnBudget, 1024] {
+     Conv2D.withColumnBudget(budget) {
+     ComputeThreads.withCount(threads) {
       let y = conv.forward(x, parameters: params)
       #expect(y.shape == os)
       let ey = worstRelativeError(y.data, yRef)
@@ -61,6 +63,8 @@ struct ConvolutionTests {
       let once = grads
       _ = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
       #expect(zip(grads, once).allSatisfy { abs($0 - 2 * $1) <= 1e-5 * max(1, abs($1)) })
+     }
+     }
     }
   }
 
@@ -70,11 +74,8 @@ struct ConvolutionTests {
     let conv = Conv2D("c", inChannels: 6, outChannels: 5, kernelSize: 3, padding: 1, fusedReLU: true, allocator: &alloc)
     let params = randomArray(alloc.count, seed: 4)
     let x = randomTensor(TensorShape(n: 2, c: 6, h: 37, w: 23), seed: 5)
-    let saved = Conv2D.columnBudget
     let big = conv.forward(x, parameters: params)
-    Conv2D.columnBudget = 1024
-    defer { Conv2D.columnBudget = saved }
-    let small = conv.forward(x, parameters: params)
+    let small = Conv2D.withColumnBudget(1024) { conv.forward(x, parameters: params) }
     let e = worstRelativeError(small.data, big.data)
     // Different chunk widths reach OpenBLAS kernels that round differently: equal to rounding.
     #expect(e < 1e-5, "chunked vs unchunked: \(e)")
@@ -99,5 +100,33 @@ struct ConvolutionTests {
     let dx2 = plain.backward(input: x, output: z, outputGradient: gz, parameters: params, gradients: &g2)
     #expect(worstRelativeError(dx1.data, dx2.data) < 1e-6)
     #expect(worstRelativeError(g1, g2) < 1e-6)
+  }
+
+  /// The first layer's direct path (one input channel, 3×3, no input gradient) against the
+  /// GEMM path's parameter gradients, with and without padding and ReLU; and its forward
+  /// against the direct Double convolution. Tolerance 1e-4 as above.
+  @Test(arguments: [(0, false), (1, true), (1, false), (0, true)])
+  func singleChannelPathMatchesGeneralPath(padding: Int, relu: Bool) {
+    var alloc = ParameterAllocator()
+    let conv = Conv2D("c", inChannels: 1, outChannels: 5, kernelSize: 3, padding: padding, fusedReLU: relu, allocator: &alloc)
+    let params = randomArray(alloc.count, seed: 9)
+    let s = TensorShape(n: 2, c: 1, h: 13, w: 21)
+    let x = randomTensor(s, seed: 10)
+    let y = conv.forward(x, parameters: params)
+    let (yRef, os) = naiveConv(x.data.map(Double.init), s, params[conv.weight.range].map(Double.init), conv.bias.map { params[$0.range].map(Double.init) }, outChannels: 5, k: 3, p: padding)
+    let yExpected = relu ? yRef.map { max($0, 0) } : yRef
+    #expect(y.shape == os)
+    #expect(worstRelativeError(y.data, yExpected) < 1e-4)
+    let g = randomTensor(os, seed: 11)
+    var viaGEMM = [Float](repeating: 0, count: alloc.count)
+    _ = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &viaGEMM)
+    for threads in [1, 2] {
+      var direct = [Float](repeating: 0, count: alloc.count)
+      ComputeThreads.withCount(threads) {
+        conv.addParameterGradients(input: x, output: y, outputGradient: g, parameters: params, gradients: &direct)
+      }
+      let e = worstRelativeError(direct, viaGEMM)
+      #expect(e < 1e-4, "direct vs GEMM parameter gradients at \(threads) threads: \(e)")
+    }
   }
 }

@@ -88,6 +88,7 @@ public struct BilinearUpsample2x: Sendable {
   }
 
   public func forward(_ x: Tensor) -> Tensor {
+    checkTensor(x, "BilinearUpsample2x.forward")
     var out = Tensor(shape: outputShape(for: x.shape))
     x.data.withUnsafeBufferPointer { xp in
       out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
@@ -97,6 +98,7 @@ public struct BilinearUpsample2x: Sendable {
 
   /// dL/dX for an input of shape `inputShape` and dL/dY.
   public func backward(inputShape: TensorShape, outputGradient dy: Tensor) -> Tensor {
+    checkTensor(dy, "BilinearUpsample2x.backward")
     precondition(dy.shape == outputShape(for: inputShape), "BilinearUpsample2x.backward: dY \(dy.shape) does not match \(outputShape(for: inputShape))")
     var dx = Tensor(shape: inputShape)
     dy.data.withUnsafeBufferPointer { gp in
@@ -167,6 +169,8 @@ public struct CropConcat: Sendable {
   }
 
   public func forward(skip: Tensor, up: Tensor) -> Tensor {
+    checkTensor(skip, "CropConcat.forward")
+    checkTensor(up, "CropConcat.forward")
     let os = outputShape(skip: skip.shape, up: up.shape)
     var out = Tensor(shape: os)
     skip.data.withUnsafeBufferPointer { sp in
@@ -184,6 +188,7 @@ public struct CropConcat: Sendable {
 
   /// (dS, dU) from dOut.
   public func backward(skipShape: TensorShape, upShape: TensorShape, outputGradient g: Tensor) -> (skip: Tensor, up: Tensor) {
+    checkTensor(g, "CropConcat.backward")
     precondition(g.shape == outputShape(skip: skipShape, up: upShape), "CropConcat.backward: dOut \(g.shape) does not match")
     var ds = Tensor(shape: skipShape)
     var du = Tensor(shape: upShape)

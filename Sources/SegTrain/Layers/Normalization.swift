@@ -165,6 +165,8 @@ public struct BatchNorm2D: Sendable {
   public func forward(
     _ x: Tensor, training: Bool, parameters: [Float], state: inout [Float]
   ) -> (output: Tensor, saved: [Float]) {
+    checkTensor(x, "BatchNorm2D.forward")
+    precondition(parameters.count >= bias.range.upperBound && state.count >= runningVariance.range.upperBound, "BatchNorm2D.forward: parameter or state buffer too short")
     var out = Tensor(shape: x.shape)
     var saved = [Float](repeating: 0, count: 2 * channels)
     x.data.withUnsafeBufferPointer { xp in
@@ -186,7 +188,11 @@ public struct BatchNorm2D: Sendable {
     input x: Tensor, output y: Tensor, outputGradient dy: Tensor, saved: [Float], parameters: [Float],
     gradients: inout [Float]
   ) -> Tensor {
+    checkTensor(x, "BatchNorm2D.backward")
+    checkTensor(y, "BatchNorm2D.backward")
+    checkTensor(dy, "BatchNorm2D.backward")
     precondition(x.shape == y.shape && y.shape == dy.shape, "BatchNorm2D.backward: shapes differ")
+    precondition(saved.count == 2 * channels && gradients.count == parameters.count && parameters.count >= bias.range.upperBound, "BatchNorm2D.backward: buffer sizes do not match")
     var dx = Tensor(shape: x.shape)
     x.data.withUnsafeBufferPointer { xp in
       y.data.withUnsafeBufferPointer { yp in

@@ -68,6 +68,7 @@ public struct MaxPool2x2: Sendable {
 
   /// Forward on a tensor.
   public func forward(_ x: Tensor) -> Tensor {
+    checkTensor(x, "MaxPool2x2.forward")
     var out = Tensor(shape: outputShape(for: x.shape))
     x.data.withUnsafeBufferPointer { xp in
       out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
@@ -77,6 +78,8 @@ public struct MaxPool2x2: Sendable {
 
   /// dL/dX for the forward input `x` and dL/dY.
   public func backward(input x: Tensor, outputGradient dy: Tensor) -> Tensor {
+    checkTensor(x, "MaxPool2x2.backward")
+    checkTensor(dy, "MaxPool2x2.backward")
     precondition(dy.shape == outputShape(for: x.shape), "MaxPool2x2.backward: dY \(dy.shape) does not match \(outputShape(for: x.shape))")
     var dx = Tensor(shape: x.shape)
     x.data.withUnsafeBufferPointer { xp in
@@ -104,6 +107,8 @@ public struct ReLU: Sendable {
 
   /// dL/dX from the forward output `y` and dL/dY.
   public func backward(output y: Tensor, outputGradient dy: Tensor) -> Tensor {
+    checkTensor(y, "ReLU.backward")
+    checkTensor(dy, "ReLU.backward")
     precondition(y.shape == dy.shape, "ReLU.backward: shapes \(y.shape) and \(dy.shape) differ")
     var dx = dy
     for i in 0..<dx.data.count where !(y.data[i] > 0) { dx.data[i] = 0 }

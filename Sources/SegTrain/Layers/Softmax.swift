@@ -34,6 +34,7 @@ public struct PixelSoftmax: Sendable {
   }
 
   public func forward(_ z: Tensor) -> Tensor {
+    checkTensor(z, "PixelSoftmax.forward")
     var out = Tensor(shape: z.shape)
     z.data.withUnsafeBufferPointer { zp in
       out.data.withUnsafeMutableBufferPointer { pp in forward(logits: base(zp), shape: z.shape, probabilities: base(pp)) }
@@ -43,6 +44,8 @@ public struct PixelSoftmax: Sendable {
 
   /// dL/dZ from the forward output P and dL/dP.
   public func backward(probabilities p: Tensor, outputGradient dp: Tensor) -> Tensor {
+    checkTensor(p, "PixelSoftmax.backward")
+    checkTensor(dp, "PixelSoftmax.backward")
     precondition(p.shape == dp.shape, "PixelSoftmax.backward: shapes differ")
     let s = p.shape
     var dz = Tensor(shape: s)

@@ -176,6 +176,8 @@ public struct TransposedConv2x2: Sendable {
   // MARK: - Tensor API
 
   public func forward(_ x: Tensor, parameters: [Float], scratch: ScratchArena = ScratchArena()) -> Tensor {
+    checkTensor(x, "TransposedConv2x2.forward")
+    precondition(parameters.count >= bias.range.upperBound, "TransposedConv2x2: parameter buffer too short")
     var out = Tensor(shape: outputShape(for: x.shape))
     x.data.withUnsafeBufferPointer { xp in
       parameters.withUnsafeBufferPointer { pp in
@@ -192,6 +194,9 @@ public struct TransposedConv2x2: Sendable {
     input x: Tensor, outputGradient dy: Tensor, parameters: [Float], gradients: inout [Float],
     scratch: ScratchArena = ScratchArena()
   ) -> Tensor {
+    checkTensor(x, "TransposedConv2x2.backward")
+    checkTensor(dy, "TransposedConv2x2.backward")
+    precondition(parameters.count >= bias.range.upperBound && gradients.count == parameters.count, "TransposedConv2x2.backward: parameter or gradient buffer of the wrong size")
     precondition(dy.shape == outputShape(for: x.shape), "TransposedConv2x2.backward: dY \(dy.shape) does not match \(outputShape(for: x.shape))")
     var dx = Tensor(shape: x.shape)
     x.data.withUnsafeBufferPointer { xp in

@@ -198,6 +198,7 @@ public enum SegmentationLoss {
   public static func evaluate(
     logits z: Tensor, targets: [Int32], weights: [Float]? = nil, configuration: LossConfiguration
   ) -> (value: LossValue, gradient: Tensor, probabilities: Tensor) {
+    checkTensor(z, "SegmentationLoss.evaluate")
     let s = z.shape
     precondition(targets.count == s.n * s.plane, "SegmentationLoss: \(targets.count) targets for \(s.n * s.plane) pixels")
     precondition(weights == nil || weights?.count == targets.count, "SegmentationLoss: weights and targets differ in size")

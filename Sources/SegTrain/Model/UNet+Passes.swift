@@ -130,26 +130,42 @@ extension UNet {
     }
   }
 
-  /// dY is clobbered; `tmp` is used with batch norm.
+  /// What a layer whose input X is `producer`'s output can fuse into its input gradient: the
+  /// producer's ReLU mask and its bias gradient (only for a convolution with a fused ReLU).
+  private func inputFusion(_ producer: ConvUnit?) -> (mask: Bool, biasOffset: Int?) {
+    guard let p = producer, p.norm == nil, p.conv.fusedReLU else { return (false, nil) }
+    return (true, p.conv.bias?.offset)
+  }
+
+  /// dY is clobbered; `tmp` is used with batch norm. `masked`: dY was already masked (and the
+  /// bias gradient added) by the layer after. `producer`: the unit whose output is X, whose
+  /// mask and bias gradient this unit fuses into dX; returns whether it did.
+  @discardableResult
   private func backwardUnit(
     _ u: ConvUnit, input x: UnsafePointer<Float>, shape s: TensorShape, buffers b: UnitBuffers,
-    outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
-    temporary tmp: FloatBuffer?, parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-    scratch: ScratchArena
-  ) {
+    outputGradient dy: UnsafeMutablePointer<Float>, masked: Bool, inputGradient dx: UnsafeMutablePointer<Float>?,
+    producer: ConvUnit?, temporary tmp: FloatBuffer?, parameters: UnsafePointer<Float>,
+    gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
+  ) -> Bool {
+    let fusion = dx == nil ? (mask: false, biasOffset: nil) : inputFusion(producer)
     if let norm = u.norm, let z = b.z, let saved = b.saved {
       guard let tmp else { preconditionFailure("UNet: batch norm backward needs a temporary buffer") }
+      let t0 = StepProfile.begin()
       norm.backward(
         input: z.pointer, output: b.y.pointer, shape: u.outputShape(for: s), outputGradient: dy,
         inputGradient: tmp.pointer, parameters: parameters, gradients: gradients, saved: saved.pointer)
+      StepProfile.end(t0, "batch norm @\(s.h) backward")
       u.conv.backward(
         input: x, inputShape: s, output: nil, outputGradient: tmp.pointer, inputGradient: dx,
+        maskInputGradient: fusion.mask, inputBiasGradient: fusion.biasOffset.map { gradients + $0 },
         parameters: parameters, gradients: gradients, scratch: scratch)
     } else {
       u.conv.backward(
-        input: x, inputShape: s, output: b.y.pointer, outputGradient: dy, inputGradient: dx,
+        input: x, inputShape: s, output: b.y.pointer, outputGradient: dy, outputGradientIsMasked: masked,
+        inputGradient: dx, maskInputGradient: fusion.mask, inputBiasGradient: fusion.biasOffset.map { gradients + $0 },
         parameters: parameters, gradients: gradients, scratch: scratch)
     }
+    return fusion.mask
   }
 
   // MARK: - Forward
@@ -171,7 +187,9 @@ extension UNet {
       forwardUnit(down[i].0, input: cur, shape: curShape, buffers: ws.downA[i], training: training, parameters: parameters, state: state, scratch: ws.scratch)
       forwardUnit(down[i].1, input: ws.downA[i].y.pointer, shape: plan.downA[i], buffers: ws.downS[i], training: training, parameters: parameters, state: state, scratch: ws.scratch)
       if i < d {
+        let t0 = StepProfile.begin()
         MaxPool2x2().forward(input: ws.downS[i].y.pointer, shape: plan.downS[i], output: ws.pooled[i].pointer)
+        StepProfile.end(t0, "maxpool @\(plan.downS[i].h) forward")
         cur = UnsafePointer(ws.pooled[i].pointer)
         curShape = plan.pooled[i]
       }
@@ -188,13 +206,17 @@ extension UNet {
       let stage = up[i]
       let c = plan.cat[i]
       let upPart = ws.cat[i].pointer + plan.downS[i].c * c.plane
+      var t0 = StepProfile.begin()
       if let t = stage.transposed {
         t.forward(input: cur, shape: curShape, output: upPart, outputItemStride: c.item, parameters: parameters, scratch: ws.scratch)
       } else if let pw = stage.pointwise, let low = ws.low[i], let lowShape = plan.low[i] {
         pw.forward(input: cur, shape: curShape, output: low.pointer, parameters: parameters, scratch: ws.scratch)
         BilinearUpsample2x().forward(input: low.pointer, shape: lowShape, output: upPart, outputItemStride: c.item)
       }
+      StepProfile.end(t0, "up-sampling @\(curShape.h) forward")
+      t0 = StepProfile.begin()
       CropConcat().copyCrop(skip: ws.downS[i].y.pointer, skipShape: plan.downS[i], upShape: plan.upOut[i], output: ws.cat[i].pointer)
+      StepProfile.end(t0, "crop-concat @\(c.h) forward")
       forwardUnit(stage.unit1, input: ws.cat[i].pointer, shape: c, buffers: ws.upA[i], training: training, parameters: parameters, state: state, scratch: ws.scratch)
       forwardUnit(stage.unit2, input: ws.upA[i].y.pointer, shape: plan.upA[i], buffers: ws.upB[i], training: training, parameters: parameters, state: state, scratch: ws.scratch)
       cur = UnsafePointer(ws.upB[i].y.pointer)
@@ -216,17 +238,23 @@ extension UNet {
     let g = ws.gradients()
     let d = configuration.depth
     let scratch = ws.scratch
-    // Head: dL/d(upB[0]) → t1.
+    // Head: dL/d(upB[0]) → t1 (masked by upB[0]'s ReLU when it can be fused).
+    let headFusion = inputFusion(up[0].unit2)
     head.backward(
       input: ws.upB[0].y.pointer, inputShape: plan.upB[0], output: nil, outputGradient: g.logits.pointer,
-      inputGradient: g.t1.pointer, parameters: parameters, gradients: gradients, scratch: scratch)
+      inputGradient: g.t1.pointer, maskInputGradient: headFusion.mask,
+      inputBiasGradient: headFusion.biasOffset.map { gradients + $0 }, parameters: parameters, gradients: gradients,
+      scratch: scratch)
+    var t1Masked = headFusion.mask
     // Expanding path, top to bottom; on entry to level i, t1 holds dL/d(upB[i]).
     for i in 0..<d {
       let stage = up[i]
       let c = plan.cat[i]
-      backwardUnit(stage.unit2, input: ws.upA[i].y.pointer, shape: plan.upA[i], buffers: ws.upB[i], outputGradient: g.t1.pointer, inputGradient: g.t2.pointer, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
-      backwardUnit(stage.unit1, input: ws.cat[i].pointer, shape: c, buffers: ws.upA[i], outputGradient: g.t2.pointer, inputGradient: g.cat.pointer, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      let masked = backwardUnit(stage.unit2, input: ws.upA[i].y.pointer, shape: plan.upA[i], buffers: ws.upB[i], outputGradient: g.t1.pointer, masked: t1Masked, inputGradient: g.t2.pointer, producer: stage.unit1, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      backwardUnit(stage.unit1, input: ws.cat[i].pointer, shape: c, buffers: ws.upA[i], outputGradient: g.t2.pointer, masked: masked, inputGradient: g.cat.pointer, producer: nil, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      var t0 = StepProfile.begin()
       CropConcat().scatterCropGradient(outputGradient: g.cat.pointer, skipShape: plan.downS[i], upShape: plan.upOut[i], skipGradient: g.skip[i].pointer)
+      StepProfile.end(t0, "crop-concat @\(c.h) backward")
       // The input of this level's up-sampling: the level below's output (or the bottom's,
       // after dropout).
       let upInput: UnsafePointer<Float>
@@ -238,12 +266,15 @@ extension UNet {
         upInput = UnsafePointer(ws.downS[d].y.pointer)
       }
       let upGrad = UnsafePointer(g.cat.pointer + plan.downS[i].c * c.plane)
+      t0 = StepProfile.begin()
       if let t = stage.transposed {
         t.backward(input: upInput, inputShape: plan.upIn[i], outputGradient: upGrad, outputItemStride: c.item, inputGradient: g.t1.pointer, parameters: parameters, gradients: gradients, scratch: scratch)
       } else if let pw = stage.pointwise, let lowShape = plan.low[i], let t3 = g.t3 {
         BilinearUpsample2x().backward(shape: lowShape, outputGradient: upGrad, outputItemStride: c.item, inputGradient: t3.pointer, accumulate: false)
         pw.backward(input: upInput, inputShape: plan.upIn[i], output: nil, outputGradient: t3.pointer, inputGradient: g.t1.pointer, parameters: parameters, gradients: gradients, scratch: scratch)
       }
+      StepProfile.end(t0, "up-sampling @\(plan.upIn[i].h) backward")
+      t1Masked = false
     }
     // Bottom: t1 holds dL/d(bottom output after dropout).
     if training, let mask = ws.mask {
@@ -253,11 +284,13 @@ extension UNet {
     // Contracting path, bottom to top; dL/d(skip i) is in g.skip[i] for i < d.
     for i in (0...d).reversed() {
       let dy = i == d ? g.t1.pointer : g.skip[i].pointer
-      backwardUnit(down[i].1, input: ws.downA[i].y.pointer, shape: plan.downA[i], buffers: ws.downS[i], outputGradient: dy, inputGradient: g.t2.pointer, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      let masked = backwardUnit(down[i].1, input: ws.downA[i].y.pointer, shape: plan.downA[i], buffers: ws.downS[i], outputGradient: dy, masked: false, inputGradient: g.t2.pointer, producer: down[i].0, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
       let input = i == 0 ? x : UnsafePointer(ws.pooled[i - 1].pointer)
       let inputShape = i == 0 ? plan.input : plan.pooled[i - 1]
-      backwardUnit(down[i].0, input: input, shape: inputShape, buffers: ws.downA[i], outputGradient: g.t2.pointer, inputGradient: i == 0 ? nil : g.t1.pointer, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      backwardUnit(down[i].0, input: input, shape: inputShape, buffers: ws.downA[i], outputGradient: g.t2.pointer, masked: masked, inputGradient: i == 0 ? nil : g.t1.pointer, producer: nil, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
       if i > 0 {
+        let t0 = StepProfile.begin()
+        defer { StepProfile.end(t0, "maxpool @\(plan.downS[i - 1].h) backward") }
         MaxPool2x2().backward(input: ws.downS[i - 1].y.pointer, shape: plan.downS[i - 1], outputGradient: g.t1.pointer, inputGradient: g.skip[i - 1].pointer, accumulate: true)
       }
     }

@@ -158,6 +158,7 @@ public struct UNet: Sendable {
   /// - Parameter workspace: buffers to reuse across calls of the same input shape; made
   ///   when nil or of another shape.
   public func predict(_ input: Tensor, workspace: UNetWorkspace? = nil) -> Tensor {
+    checkTensor(input, "UNet.predict")
     let ws = workspace.flatMap { $0.inputShape == input.shape && $0.configuration == configuration ? $0 : nil }
       ?? UNetWorkspace(model: self, inputShape: input.shape)
     var probs = Tensor(shape: ws.plan.logits)

@@ -1,3 +1,4 @@
+import Foundation
 import SegCore
 import SegTrain
 
@@ -7,6 +8,8 @@ extension Bench {
   ///
   /// The network, trainer and buffers are built outside the timing (the first untimed call
   /// sizes the buffers); each timed call is zero-grad + forward + loss + backward + update.
+  /// With `UNET_BENCH_PROFILE=1` in the environment, the per-layer time of the calls (from
+  /// ``StepProfile``) is printed to stderr after the op, per call.
   static var trainOps: [BenchOp] {
     [
       trainStep("train_step_same256_b1", padding: .same, size: 256),
@@ -35,9 +38,27 @@ extension Bench {
       let macs = model.multiplyAccumulates(height: size, width: size)
       let first = (padding == .same ? size : size - 2) * (padding == .same ? size : size - 2) * 9 * 16
       let gflop = 2 * Double(3 * macs - first) / 1e9
-      return ({ blackHole(trainer.step(input: x, targets: targets, weights: weights)) },
+      let profile = ProcessInfo.processInfo.environment["UNET_BENCH_PROFILE"] != nil
+      var calls = 0
+      return ({
+        if profile && calls == 1 { StepProfile.start() }  // skip the first call (it sizes buffers)
+        blackHole(trainer.step(input: x, targets: targets, weights: weights))
+        calls += 1
+        if profile && calls > 1 { printProfile(name, calls: calls - 1) }
+      },
               [("gflop", .double((gflop * 1000).rounded() / 1000)), ("params", .int(model.parameterCount))])
     }
+  }
+
+  /// Prints ``StepProfile``'s totals per call, after the calls of one op (overwritten each call;
+  /// the last print wins).
+  static func printProfile(_ name: String, calls: Int) {
+    guard calls == 7 else { return }
+    printError("  profile of \(name), per step:")
+    for (key, ms, n) in StepProfile.report() {
+      printError(String(format: "    %-44@ %8.2f ms  (%d calls/step)", key, ms / Double(calls), n / calls))
+    }
+    StepProfile.stop()
   }
 
   /// The input tile and targets the peer uses: the image as float32 / 255, reflect-padded by
