@@ -218,8 +218,10 @@ public struct Conv2D: Sendable {
         inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients, scratch: scratch)
       return
     }
-    if inChannels == 1 && kernelSize == 3 && dx == nil && !outputGradientIsMasked {
-      backwardSingleChannel(input: x, inputShape: s, output: y, outputGradient: dy, outputItemStride: ostride, gradients: gradients, scratch: scratch)
+    if inChannels == 1 && kernelSize == 3 && dx == nil {
+      backwardSingleChannel(
+        input: x, inputShape: s, output: outputGradientIsMasked ? nil : y, outputGradient: dy, outputItemStride: ostride,
+        addBiasGradient: !outputGradientIsMasked, gradients: gradients, scratch: scratch)
       return
     }
     let k = kernelSize, cin = inChannels, cout = outChannels, kk = patch
@@ -347,9 +349,13 @@ public struct Conv2D: Sendable {
   /// U-Net's first layer): one pass over dY, Y and X computes the ReLU mask, db and dWt
   /// directly (nine dot products per output channel and row, vectorised over columns). The
   /// GEMM lowering would multiply matrices only 9 wide, far below OpenBLAS's efficient shapes.
+  ///
+  /// - Parameters:
+  ///   - y: the output for the ReLU mask, or nil when dY is already masked (no mask applied).
+  ///   - addBiasGradient: false when the layer after already added db.
   private func backwardSingleChannel(
     input x: UnsafePointer<Float>, inputShape s: TensorShape, output y: UnsafePointer<Float>?,
-    outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride ostride: Int,
+    outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride ostride: Int, addBiasGradient: Bool,
     gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
     let t0 = StepProfile.begin()
@@ -412,7 +418,7 @@ public struct Conv2D: Sendable {
       }
     }
     let gw = gradients + weight.offset
-    let gb = bias.map { gradients + $0.offset }
+    let gb = addBiasGradient ? bias.map { gradients + $0.offset } : nil
     for w in 0..<active {
       for co in 0..<cout {
         for j in 0..<9 { gw[co * 9 + j] += Float(partials[(w * cout + co) * 10 + j]) }
