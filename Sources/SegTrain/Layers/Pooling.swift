@@ -66,6 +66,68 @@ public struct MaxPool2x2: Sendable {
     }
   }
 
+  /// Backward fused with the ReLU that produced X, for a gradient buffer that already holds
+  /// another contribution (the U-Net's skip connection): dX[argmax] += dY, then every element
+  /// of dX is masked by [X > 0] (X is the ReLU's output) and, per channel, Σ dX is added to
+  /// `biasGradient` (the bias gradient of the convolution before that ReLU). One pass instead
+  /// of three; the convolution's backward then runs with `outputGradientIsMasked`.
+  func backwardMaskedAccumulate(
+    input x: UnsafePointer<Float>, shape s: TensorShape, outputGradient dy: UnsafePointer<Float>,
+    inputGradient dx: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?
+  ) {
+    let o = outputShape(for: s)
+    let xs = SharedBuffer(x), dys = SharedBuffer(dy), dxs = SharedBuffer(dx)
+    let gb = biasGradient.map { SharedBuffer($0) }
+    // Disjoint writes: task c writes channel c of dX (every item) and bias gradient entry c.
+    Parallel.forEach(tasks: s.c) { _, c in
+      var total = 0.0
+      for n in 0..<s.n {
+        let plane = n * s.c + c
+        let src = xs.readOnly + plane * s.plane
+        let g = dys.readOnly + plane * o.plane
+        let d = dxs + plane * s.plane
+        var sum: Float = 0
+        for oy in 0..<o.h {
+          let i0 = 2 * oy * s.w
+          var rowSum: Float = 0
+          for ox in 0..<o.w {
+            let i = i0 + 2 * ox
+            let a = src[i], b = src[i + 1], e = src[i + s.w], f = src[i + s.w + 1]
+            var best = i
+            var m = a
+            if b > m { m = b; best = i + 1 }
+            if e > m { m = e; best = i + s.w }
+            if f > m { best = i + s.w + 1 }
+            d[best] += g[oy * o.w + ox]
+            let v0 = a > 0 ? d[i] : 0, v1 = b > 0 ? d[i + 1] : 0
+            let v2 = e > 0 ? d[i + s.w] : 0, v3 = f > 0 ? d[i + s.w + 1] : 0
+            d[i] = v0
+            d[i + 1] = v1
+            d[i + s.w] = v2
+            d[i + s.w + 1] = v3
+            rowSum += (v0 + v1) + (v2 + v3)
+          }
+          sum += rowSum
+        }
+        total += Double(sum)
+        // A dropped odd last column or row: masked and summed, no pooled gradient.
+        if s.w % 2 == 1 {
+          for r in 0..<(2 * o.h) {
+            let i = r * s.w + s.w - 1
+            let v = src[i] > 0 ? d[i] : 0
+            d[i] = v
+            total += Double(v)
+          }
+        }
+        if s.h % 2 == 1 {
+          let row = (s.h - 1) * s.w
+          total += maskAndSum(d + row, by: src + row, count: s.w)
+        }
+      }
+      if let gb { gb[c] += Float(total) }
+    }
+  }
+
   /// Forward on a tensor.
   public func forward(_ x: Tensor) -> Tensor {
     checkTensor(x, "MaxPool2x2.forward")

@@ -281,17 +281,27 @@ extension UNet {
       let n = plan.downS[d].count
       for j in 0..<n { g.t1.pointer[j] *= mask.pointer[j] }
     }
-    // Contracting path, bottom to top; dL/d(skip i) is in g.skip[i] for i < d.
+    // Contracting path, bottom to top; dL/d(skip i) is in g.skip[i] for i < d (masked by the
+    // skip's ReLU when `skipMasked`).
+    var skipMasked = false
     for i in (0...d).reversed() {
       let dy = i == d ? g.t1.pointer : g.skip[i].pointer
-      let masked = backwardUnit(down[i].1, input: ws.downA[i].y.pointer, shape: plan.downA[i], buffers: ws.downS[i], outputGradient: dy, masked: false, inputGradient: g.t2.pointer, producer: down[i].0, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
+      let masked = backwardUnit(down[i].1, input: ws.downA[i].y.pointer, shape: plan.downA[i], buffers: ws.downS[i], outputGradient: dy, masked: i < d && skipMasked, inputGradient: g.t2.pointer, producer: down[i].0, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
       let input = i == 0 ? x : UnsafePointer(ws.pooled[i - 1].pointer)
       let inputShape = i == 0 ? plan.input : plan.pooled[i - 1]
       backwardUnit(down[i].0, input: input, shape: inputShape, buffers: ws.downA[i], outputGradient: g.t2.pointer, masked: masked, inputGradient: i == 0 ? nil : g.t1.pointer, producer: nil, temporary: g.t3, parameters: parameters, gradients: gradients, scratch: scratch)
       if i > 0 {
         let t0 = StepProfile.begin()
         defer { StepProfile.end(t0, "maxpool @\(plan.downS[i - 1].h) backward") }
-        MaxPool2x2().backward(input: ws.downS[i - 1].y.pointer, shape: plan.downS[i - 1], outputGradient: g.t1.pointer, inputGradient: g.skip[i - 1].pointer, accumulate: true)
+        let fusion = inputFusion(down[i - 1].1)
+        if fusion.mask {
+          MaxPool2x2().backwardMaskedAccumulate(
+            input: ws.downS[i - 1].y.pointer, shape: plan.downS[i - 1], outputGradient: g.t1.pointer,
+            inputGradient: g.skip[i - 1].pointer, biasGradient: fusion.biasOffset.map { gradients + $0 })
+        } else {
+          MaxPool2x2().backward(input: ws.downS[i - 1].y.pointer, shape: plan.downS[i - 1], outputGradient: g.t1.pointer, inputGradient: g.skip[i - 1].pointer, accumulate: true)
+        }
+        skipMasked = fusion.mask
       }
     }
   }
