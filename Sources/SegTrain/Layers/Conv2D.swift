@@ -103,10 +103,21 @@ public struct Conv2D: Sendable {
 
   /// Rows per chunk so that a chunk's lowered matrix (`rowsOfK` × rows·width floats) fits
   /// the budget, with chunk counts that keep `workers` busy and chunks near-equal.
-  static func chunking(rows: Int, width: Int, rowsOfK: Int, items: Int, workers: Int, lowered: Bool)
-    -> (rowsPerChunk: Int, chunks: Int)
-  {
-    let byBudget = lowered ? max(1, columnBudget / max(1, rowsOfK * width)) : rows
+  ///
+  /// `minimumColumns`: a chunk gets at least this many columns (pixels) when the image has
+  /// them, even beyond the budget (up to 4 Mi floats of lowered input per worker). The
+  /// backward pass asks for 8·C_in: its per-worker weight-gradient partial is C_in × C_out·k²
+  /// and is read and written once per chunk, which in the deep levels (few pixels, many
+  /// channels) would cost more than the products themselves with small chunks.
+  static func chunking(
+    rows: Int, width: Int, rowsOfK: Int, items: Int, workers: Int, lowered: Bool, minimumColumns: Int = 0
+  ) -> (rowsPerChunk: Int, chunks: Int) {
+    var byBudget = lowered ? max(1, columnBudget / max(1, rowsOfK * width)) : rows
+    if minimumColumns > 0 {
+      let wanted = (minimumColumns + width - 1) / width
+      let cap = max(1, (4 << 20) / max(1, rowsOfK * width))
+      byBudget = max(byBudget, min(wanted, cap))
+    }
     var chunks = (rows + byBudget - 1) / byBudget
     if workers > 1 {
       // Enough tasks for every worker, counting the batch; a multiple of the worker count
@@ -224,7 +235,7 @@ public struct Conv2D: Sendable {
         addBiasGradient: !outputGradientIsMasked, gradients: gradients, scratch: scratch)
       return
     }
-    let k = kernelSize, cin = inChannels, cout = outChannels, kk = patch
+    let k = kernelSize, cin = inChannels, cout = outChannels
     let workers = ComputeThreads.count
 
     // Phase 1: the ReLU mask on dY (in place) and db, one output channel per task, one pass.
@@ -258,26 +269,28 @@ public struct Conv2D: Sendable {
     t0 = StepProfile.begin()
     let kt = cout * k * k
     let flipFloats = dx == nil ? 0 : cin * kt
-    let plan = Self.chunking(rows: s.h, width: s.w, rowsOfK: kt, items: s.n, workers: workers, lowered: true)
+    let plan = Self.chunking(rows: s.h, width: s.w, rowsOfK: kt, items: s.n, workers: workers, lowered: true, minimumColumns: 8 * cin)
     let tasks = s.n * plan.chunks
     let active = min(workers, tasks)
     let colFloats = kt * plan.rowsPerChunk * s.w
     let partialFloats = cin * kt
     let perWorker = colFloats + partialFloats
     let region = scratch.floats(flipFloats + perWorker * active)
+    let shared = SharedBuffer(region)
     if dx != nil {
-      let wt = parameters + weight.offset
-      for c in 0..<cin {
+      let wt = SharedBuffer(parameters + weight.offset)
+      // Disjoint writes: task c writes row c of Wflip.
+      Parallel.forEach(tasks: cin, workers: workers) { _, c in
+        let row = shared + c * kt
         for o in 0..<cout {
           for ky in 0..<k {
             for kx in 0..<k {
-              region[c * kt + (o * k + ky) * k + kx] = wt[((o * cin + c) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+              row[(o * k + ky) * k + kx] = wt[((o * cin + c) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
             }
           }
         }
       }
     }
-    let shared = SharedBuffer(region)
     let xs = SharedBuffer(x)
     let dxs = dx.map { SharedBuffer($0) }
     let pt = k - 1 - padding
@@ -321,19 +334,21 @@ public struct Conv2D: Sendable {
         }
       }
     }
-    // dWt[o, c, ky, kx] += Σ_workers Gᵀ[c, (o, k−1−ky, k−1−kx)], in worker order.
-    let gw = gradients + weight.offset
-    for w in 0..<active {
-      let g = shared.readOnly + (flipFloats + w * perWorker + colFloats)
-      for c in 0..<cin {
-        let row = g + c * kt
-        for o in 0..<cout {
-          for ky in 0..<k {
-            for kx in 0..<k {
-              gw[((o * cin + c) * k + ky) * k + kx] += row[(o * k + (k - 1 - ky)) * k + (k - 1 - kx)]
-            }
-          }
-        }
+    // dWt[o, c, ky, kx] += Σ_workers Gᵀ[c, (o, k−1−ky, k−1−kx)]: the partials summed in worker
+    // order, then added with the index permutation; parallel over input channels c.
+    let gw = SharedBuffer(gradients + weight.offset)
+    let partialBase = flipFloats + colFloats
+    // Disjoint writes: task c writes row c of worker 0's partial and dWt[·, c, ·, ·].
+    Parallel.forEach(tasks: cin, workers: workers) { _, c in
+      let row = shared + (partialBase + c * kt)
+      for w in 1..<max(1, active) {
+        let other = shared.readOnly + (partialBase + w * perWorker + c * kt)
+        for j in 0..<kt { row[j] += other[j] }
+      }
+      for o in 0..<cout {
+        let dst = gw + (o * cin + c) * k * k
+        let src = row + o * k * k
+        for t in 0..<(k * k) { dst[t] += src[k * k - 1 - t] }
       }
     }
     if let inputBiasGradient {
@@ -341,7 +356,6 @@ public struct Conv2D: Sendable {
         for c in 0..<cin { inputBiasGradient[c] += Float(inputSums[w * cin + c]) }
       }
     }
-    _ = kk
     StepProfile.end(t0, "\(profileName(s)) backward")
   }
 
