@@ -74,6 +74,7 @@ public final class Trainer {
   public var epoch: Int = 0
 
   private var workspace: UNetWorkspace?
+  private var predictionWorkspace: UNetWorkspace?
   private var gradientsAreZero = true
 
   /// Stream path for dropout masks: `RandomStream(seed:path:[2, step])`.
@@ -200,19 +201,28 @@ public final class Trainer {
   /// Softmax probabilities N × K × Ho × Wo in evaluation mode (no dropout, running batch-norm
   /// statistics).
   public func predict(_ input: Tensor) -> Tensor {
-    model.predict(input, workspace: workspace?.inputShape == input.shape ? workspace : nil)
+    model.predict(input, workspace: evaluationWorkspace(for: input.shape))
+  }
+
+  /// The buffers for evaluation: the training buffers when the shape matches, else a second
+  /// set kept for the next call (validation tiles often differ from training tiles).
+  private func evaluationWorkspace(for shape: TensorShape) -> UNetWorkspace {
+    if let ws = workspace, ws.inputShape == shape { return ws }
+    if let ws = predictionWorkspace, ws.inputShape == shape { return ws }
+    predictionWorkspace = nil
+    let ws = UNetWorkspace(model: model, inputShape: shape)
+    predictionWorkspace = ws
+    return ws
   }
 
   /// The loss and probabilities of a batch in evaluation mode, without any update (for
   /// validation).
   public func evaluate(input: Tensor, targets: [Int32], weights: [Float]? = nil) -> (loss: LossValue, probabilities: Tensor) {
     let shape = checkBatch(input, targets, weights)
-    let probs = predict(input)
-    precondition(probs.shape == shape, "Trainer: output shape \(probs.shape) differs from \(shape)")
-    // The loss from probabilities: recompute through logits = log P (softmax is shift-invariant).
-    let logits = Tensor(shape: probs.shape, data: probs.data.map { logf(max($0, .leastNormalMagnitude)) })
-    let value = SegmentationLoss.evaluate(logits: logits, targets: targets, weights: weights, configuration: configuration.loss).value
-    return (value, probs)
+    let z = model.logits(input, workspace: evaluationWorkspace(for: input.shape))
+    precondition(z.shape == shape, "Trainer: output shape \(z.shape) differs from \(shape)")
+    let (value, _, probabilities) = SegmentationLoss.evaluate(logits: z, targets: targets, weights: weights, configuration: configuration.loss)
+    return (value, probabilities)
   }
 
   /// Replaces the network's parameters and state (e.g. to compare with another
@@ -226,12 +236,8 @@ public final class Trainer {
     }
   }
 
-  /// Bytes held by the step's buffers (activations, gradients of activations, scratch).
-  public var workspaceBytes: Int { workspace?.bytes ?? 0 }
+  /// Bytes held by the step's buffers (activations, gradients of activations, scratch) and
+  /// the evaluation buffers.
+  public var workspaceBytes: Int { (workspace?.bytes ?? 0) + (predictionWorkspace?.bytes ?? 0) }
 }
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif

@@ -237,4 +237,22 @@ struct UNetTests {
     let e = worstRelativeError(b.gradients, a.gradients)
     #expect(e < 1e-3, "gradients at 1 and 2 workers: \(e)")
   }
+
+  /// Evaluation (no update) of a network without dropout or batch norm gives the training
+  /// loss, and its probabilities are the model's prediction.
+  @Test func evaluateMatchesTheTrainingLoss() {
+    let config = UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, classes: 3)
+    let (x, t, w) = Self.batch(config, size: 44, batch: 2, seed: 21)
+    let trainer = Trainer(model: UNet(configuration: config, seed: 4), configuration: TrainingConfiguration(loss: LossConfiguration(kind: .crossEntropyDice)))
+    ComputeThreads.withCount(1) {
+      let train = trainer.computeGradients(input: x, targets: t, weights: w)
+      let (value, probabilities) = trainer.evaluate(input: x, targets: t, weights: w)
+      #expect(abs(value.total - train.total) < 1e-6 * abs(train.total))
+      #expect(probabilities.data == trainer.predict(x).data)
+      #expect(trainer.step == 0)
+      // Another tile size for evaluation keeps its own buffers.
+      let (x2, t2, _) = Self.batch(config, size: 60, batch: 1, seed: 22)
+      #expect(trainer.evaluate(input: x2, targets: t2).probabilities.shape == TensorShape(n: 1, c: 3, h: 20, w: 20))
+    }
+  }
 }

@@ -152,17 +152,16 @@ public struct UNet: Sendable {
     return plan.multiplyAccumulates
   }
 
-  /// Softmax probabilities (N × K × Ho × Wo) for an input (N × C_in × H × W), in evaluation
-  /// mode (no dropout; batch norm uses its running statistics).
+  /// Logits (N × K × Ho × Wo) for an input (N × C_in × H × W), in evaluation mode (no
+  /// dropout; batch norm uses its running statistics).
   ///
   /// - Parameter workspace: buffers to reuse across calls of the same input shape; made
   ///   when nil or of another shape.
-  public func predict(_ input: Tensor, workspace: UNetWorkspace? = nil) -> Tensor {
-    checkTensor(input, "UNet.predict")
+  public func logits(_ input: Tensor, workspace: UNetWorkspace? = nil) -> Tensor {
+    checkTensor(input, "UNet.logits")
     let ws = workspace.flatMap { $0.inputShape == input.shape && $0.configuration == configuration ? $0 : nil }
       ?? UNetWorkspace(model: self, inputShape: input.shape)
-    var probs = Tensor(shape: ws.plan.logits)
-    var unusedState = state
+    var unusedState = state  // evaluation mode reads the running statistics only
     parameters.withUnsafeBufferPointer { pp in
       unusedState.withUnsafeMutableBufferPointer { sp in
         input.data.withUnsafeBufferPointer { xp in
@@ -170,10 +169,13 @@ public struct UNet: Sendable {
         }
       }
     }
-    probs.data.withUnsafeMutableBufferPointer { out in
-      PixelSoftmax().forward(logits: ws.logits.pointer, shape: ws.plan.logits, probabilities: base(out))
-    }
-    return probs
+    return Tensor(shape: ws.plan.logits, data: Array(UnsafeBufferPointer(start: ws.logits.pointer, count: ws.logits.count)))
+  }
+
+  /// Softmax probabilities (N × K × Ho × Wo) for an input (N × C_in × H × W), in evaluation
+  /// mode: the softmax over K of ``logits(_:workspace:)``.
+  public func predict(_ input: Tensor, workspace: UNetWorkspace? = nil) -> Tensor {
+    PixelSoftmax().forward(logits(input, workspace: workspace))
   }
 }
 
