@@ -64,6 +64,12 @@ struct LossTests {
     print("gradient check loss \(cfg.kind.rawValue) dice \(cfg.diceClasses.rawValue): worst relative error \(e)")
     #expect(e < 1e-2)
   }
+
+  @Test func invalidTargetsAreFound() {
+    #expect(SegmentationLoss.firstInvalidTarget([0, 1, 1, 0], classes: 2) == nil)
+    #expect(SegmentationLoss.firstInvalidTarget([0, 1, 2, 0], classes: 2) == 2)
+    #expect(SegmentationLoss.firstInvalidTarget([0, -1], classes: 2) == 1)
+  }
 }
 
 extension LossConfiguration: CustomTestStringConvertible {

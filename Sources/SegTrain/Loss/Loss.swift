@@ -193,6 +193,13 @@ public enum SegmentationLoss {
     return value
   }
 
+  /// The index of the first target outside 0 ..< classes, or nil when all are valid. Callers
+  /// check data from files with this before training (the loss itself stops with a
+  /// precondition failure on a bad id).
+  public static func firstInvalidTarget(_ targets: [Int32], classes: Int) -> Int? {
+    targets.firstIndex { $0 < 0 || Int($0) >= classes }
+  }
+
   /// The loss for logits Z (N × K × H × W) and targets (N·H·W class ids, NHW order), with
   /// optional per-pixel weights (NHW); returns the value, dL/dZ and P = softmax(Z).
   public static func evaluate(
