@@ -17,21 +17,22 @@
 /// independent, so workers take them in parallel (disjoint output rows). Peak extra memory is
 /// workers × budget, whatever the image size; a full im2col of a 572 × 572 input with 64
 /// channels would need 750 MB. A 1×1 convolution without padding needs no lowering: the
-/// input is already the matrix.
+/// input is already the matrix. A 3×3 convolution of one input channel (the first layer) runs
+/// direct, vectorised kernels instead (a GEMM 9 deep would spend its time packing).
 ///
-/// Backward (``backward(input:inputShape:output:outputGradient:outputItemStride:inputGradient:accumulateInputGradient:parameters:gradients:scratch:)``):
-/// the ReLU mask is applied to dY in place, then per chunk of output rows
+/// Backward (``backward(input:inputShape:output:outputGradient:outputItemStride:outputGradientIsMasked:inputGradient:accumulateInputGradient:maskInputGradient:inputBiasGradient:parameters:gradients:scratch:)``):
+/// the ReLU mask is applied to dY in place and db summed, in one pass (or skipped, when the
+/// layer after already did it: see `maskInputGradient`). Then per chunk of *input* rows, dY
+/// is lowered once with padding k − 1 − p, col(dY)[(o, ky', kx'), q] = dY[o, q + (ky', kx') −
+/// (k − 1 − p)], and used twice while in cache:
 ///
-///     dWt += dY_chunk · col(X)_chunkᵀ        db += Σ_pixels dY_chunk
+///     dX_chunk = Wflip · col(dY)_chunk         Wflip[c, (o, ky', kx')] = Wt[o, c, k−1−ky', k−1−kx']
+///     Gᵀ      += X_chunk · col(dY)_chunkᵀ      dWt[o, c, ky, kx] = Gᵀ[c, (o, k−1−ky, k−1−kx)]
 ///
-/// (each worker sums into its own partial; partials are added in worker order, so the result
-/// is reproducible for a given thread count), and per chunk of *input* rows
-///
-///     dX_chunk = Wflip · col(dY)_chunk
-///
-/// where col(dY) lowers dY with padding k − 1 − p and Wflip[c, o, ky, kx] = Wt[o, c, k−1−ky,
-/// k−1−kx]: the input gradient is the "full" convolution of dY with the flipped, transposed
-/// kernel, so dX rows are written by exactly one worker (no scatter, no atomics).
+/// The input gradient is the "full" convolution of dY with the flipped, transposed kernel, so
+/// every dX row has one writer (no scatter, no atomics), and X needs no lowering at all. Each
+/// worker sums Gᵀ into its own partial; partials are added in worker order, so the result is
+/// reproducible for a given thread count.
 public struct Conv2D: Sendable {
   public let inChannels: Int
   public let outChannels: Int
