@@ -55,12 +55,7 @@ public struct MaxPool2x2: Sendable {
         let i0 = 2 * oy * s.w
         for ox in 0..<o.w {
           let i = i0 + 2 * ox
-          var best = i
-          var m = src[i]
-          if src[i + 1] > m { m = src[i + 1]; best = i + 1 }
-          if src[i + s.w] > m { m = src[i + s.w]; best = i + s.w }
-          if src[i + s.w + 1] > m { best = i + s.w + 1 }
-          d[best] += g[oy * o.w + ox]
+          d[i + argmaxOffset(src, i, s.w)] += g[oy * o.w + ox]
         }
       }
     }
@@ -93,14 +88,12 @@ public struct MaxPool2x2: Sendable {
           for ox in 0..<o.w {
             let i = i0 + 2 * ox
             let a = src[i], b = src[i + 1], e = src[i + s.w], f = src[i + s.w + 1]
-            var best = i
-            var m = a
-            if b > m { m = b; best = i + 1 }
-            if e > m { m = e; best = i + s.w }
-            if f > m { best = i + s.w + 1 }
-            d[best] += g[oy * o.w + ox]
-            let v0 = a > 0 ? d[i] : 0, v1 = b > 0 ? d[i + 1] : 0
-            let v2 = e > 0 ? d[i + s.w] : 0, v3 = f > 0 ? d[i + s.w + 1] : 0
+            let k = argmaxIndex(a, b, e, f)
+            let gv = g[oy * o.w + ox]
+            let v0 = a > 0 ? d[i] + (k == 0 ? gv : 0) : 0
+            let v1 = b > 0 ? d[i + 1] + (k == 1 ? gv : 0) : 0
+            let v2 = e > 0 ? d[i + s.w] + (k == 2 ? gv : 0) : 0
+            let v3 = f > 0 ? d[i + s.w + 1] + (k == 3 ? gv : 0) : 0
             d[i] = v0
             d[i + 1] = v1
             d[i + s.w] = v2
@@ -176,4 +169,23 @@ public struct ReLU: Sendable {
     for i in 0..<dx.data.count where !(y.data[i] > 0) { dx.data[i] = 0 }
     return dx
   }
+}
+
+/// The position 0 ... 3 of the first maximum of a 2×2 window (a b / e f) in row-major order,
+/// chosen without branches: the winner is data-dependent and would mispredict about once per
+/// window.
+@inline(__always)
+func argmaxIndex(_ a: Float, _ b: Float, _ e: Float, _ f: Float) -> Int {
+  let bTop = b > a
+  let top = bTop ? b : a
+  let fBottom = f > e
+  let bottom = fBottom ? f : e
+  return bottom > top ? (fBottom ? 3 : 2) : (bTop ? 1 : 0)
+}
+
+/// The offset from `i` of the first maximum of the window at `i` in a plane of width `w`.
+@inline(__always)
+func argmaxOffset(_ p: UnsafePointer<Float>, _ i: Int, _ w: Int) -> Int {
+  let k = argmaxIndex(p[i], p[i + 1], p[i + w], p[i + w + 1])
+  return (k >> 1) * w + (k & 1)
 }
