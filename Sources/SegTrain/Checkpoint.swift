@@ -73,7 +73,7 @@ public struct Checkpoint: Sendable {
     training = trainer.configuration
     scheduler = trainer.scheduler
     optimizerState = trainer.optimizer.state
-    step = trainer.step
+    step = trainer.stepCount
     epoch = trainer.epoch
     self.metadata = metadata
   }

@@ -68,8 +68,8 @@ public final class Trainer {
   public private(set) var optimizer: Optimizer
   public private(set) var scheduler: LearningRateScheduler
   public let configuration: TrainingConfiguration
-  /// Updates done.
-  public var step: Int { optimizer.steps }
+  /// Updates done so far (the index of the next update).
+  public var stepCount: Int { optimizer.steps }
   /// The epoch counter (kept for checkpoints; the caller advances it).
   public var epoch: Int = 0
 
@@ -102,7 +102,7 @@ public final class Trainer {
   }
 
   /// The learning rate of the next update.
-  public var learningRate: Float { scheduler.rate(step: step) }
+  public var learningRate: Float { scheduler.rate(step: stepCount) }
 
   /// Reports a monitored value (e.g. validation loss) to the schedule (`plateau` uses it).
   public func observe(_ value: Double) { scheduler.observe(value) }
@@ -145,7 +145,7 @@ public final class Trainer {
       StepProfile.end(t0, "step 0 zero gradients")
     }
     gradientsAreZero = false
-    let dropoutRNG = RandomStream(seed: configuration.seed, path: [Self.dropoutStream, UInt64(step)])
+    let dropoutRNG = RandomStream(seed: configuration.seed, path: [Self.dropoutStream, UInt64(stepCount)])
     let lossConfiguration = configuration.loss
     var value = LossValue(total: 0)
     // The layers and parameters are only read; the batch-norm state is written, so it is
@@ -190,12 +190,12 @@ public final class Trainer {
     if let maxNorm = configuration.maxGradientNorm {
       norm = clipGradientNorm(&gradients, maxNorm: maxNorm)
     }
-    let lr = scheduler.rate(step: step)
+    let lr = scheduler.rate(step: stepCount)
     let t0 = StepProfile.begin()
     optimizer.update(parameters: &model.parameters, gradients: &gradients, learningRate: lr, zeroGradients: true)
     StepProfile.end(t0, "step 4 update")
     gradientsAreZero = true
-    return StepResult(loss: loss, learningRate: lr, gradientNorm: norm, step: step)
+    return StepResult(loss: loss, learningRate: lr, gradientNorm: norm, step: stepCount)
   }
 
   /// Softmax probabilities N × K × Ho × Wo in evaluation mode (no dropout, running batch-norm

@@ -54,7 +54,7 @@ struct CheckpointTests {
       let (first, _, _) = Self.trainer(steps: 3)
       let bytes = try Checkpoint(first).encoded()
       let resumed = Trainer(checkpoint: try Checkpoint.decode(bytes))
-      #expect(resumed.step == 3)
+      #expect(resumed.stepCount == 3)
       var tail: [Double] = []
       for _ in 0..<3 { tail.append(resumed.step(input: x, targets: t).loss.total) }
       #expect(tail == Array(losses[3...]))

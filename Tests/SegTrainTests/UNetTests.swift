@@ -249,7 +249,7 @@ struct UNetTests {
       let (value, probabilities) = trainer.evaluate(input: x, targets: t, weights: w)
       #expect(abs(value.total - train.total) < 1e-6 * abs(train.total))
       #expect(probabilities.data == trainer.predict(x).data)
-      #expect(trainer.step == 0)
+      #expect(trainer.stepCount == 0)
       // Another tile size for evaluation keeps its own buffers.
       let (x2, t2, _) = Self.batch(config, size: 60, batch: 1, seed: 22)
       #expect(trainer.evaluate(input: x2, targets: t2).probabilities.shape == TensorShape(n: 1, c: 3, h: 20, w: 20))
