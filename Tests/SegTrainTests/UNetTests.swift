@@ -96,6 +96,7 @@ struct UNetTests {
     NetCase(config: UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, classes: 3), size: 44, batch: 1, loss: .crossEntropyDice),
     NetCase(config: UNetConfiguration(depth: 2, baseWidth: 4, padding: .same, upMode: .bilinear, batchNorm: true, dropout: 0.3, inputChannels: 2, classes: 2), size: 16, batch: 2, loss: .crossEntropy),
     NetCase(config: UNetConfiguration(depth: 1, baseWidth: 3, padding: .valid, upMode: .bilinear, classes: 2), size: 20, batch: 2, loss: .dice),
+    NetCase(config: UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, upMode: .transposed, batchNorm: true, classes: 2), size: 60, batch: 2, loss: .crossEntropy),
   ]
 
   static func batch(_ c: UNetConfiguration, size: Int, batch: Int, seed: UInt64) -> (Tensor, [Int32], [Float]) {
@@ -113,7 +114,11 @@ struct UNetTests {
   /// d = g_v/‖g_v‖, FD = (L(θ + εd) − L(θ − εd))/2ε with ε = 1e-4, must match ‖g_v‖ within
   /// 2e-2·‖g_v‖ + 5e-4. The absolute term is the float32 noise of the difference quotient
   /// (the loss carries ~1e-7 relative rounding; 1e-7/2ε = 5e-4). This sees every entry of
-  /// every tensor's gradient: a wrong backward pass is off by O(‖g_v‖).
+  /// every tensor's gradient: a wrong backward pass is off by O(‖g_v‖). Networks with batch
+  /// norm are far more curved (every γ, β moves a whole channel of pre-activations, about
+  /// half of them near the ReLU's kink): sweeping ε from 8e-3 down to 1.25e-4 shows the
+  /// quotient converging on the analytic value only as ε → 0 (e.g. 0.088, 0.082, 0.078, 0.077,
+  /// 0.076, 0.0742 against 0.0741), so they use ε = 2.5e-4 and 3e-2·‖g_v‖ + 2e-3.
   /// (2) Without batch norm, a handful of single parameters (the largest gradient entry of each
   /// tensor), ε = 1e-3: 90 % within 2e-2 and all within 6e-2 relative error, the slack being
   /// ReLU kinks (a shifted bias moves every pre-activation of its channel, and those crossing 0
@@ -136,7 +141,8 @@ struct UNetTests {
       var worstDirectional = 0.0
       var worstName = ""
       var failures: [String] = []
-      let eps = 1e-4
+      let eps = t.config.batchNorm ? 2.5e-4 : 1e-4
+      let (relativeTolerance, absoluteTolerance) = t.config.batchNorm ? (3e-2, 2e-3) : (2e-2, 5e-4)
       for v in model.parameterViews {
         let g = v.range.map { Double(analytic[$0]) }
         let norm = g.map { $0 * $0 }.reduce(0, +).squareRoot()
@@ -147,8 +153,8 @@ struct UNetTests {
           minus[i] -= Float(eps * g[k] / norm)
         }
         let fd = (loss(plus) - loss(minus)) / (2 * eps)
-        let e = abs(fd - norm) / norm
-        if abs(fd - norm) > 2e-2 * norm + 5e-4 { failures.append("\(v.name): ‖g‖ \(norm), FD \(fd)") }
+        let e = abs(fd - norm) / (norm + absoluteTolerance)  // relative, with the noise floor
+        if abs(fd - norm) > relativeTolerance * norm + absoluteTolerance { failures.append("\(v.name): ‖g‖ \(norm), FD \(fd)") }
         if ProcessInfo.processInfo.environment["SEGTRAIN_FD_VERBOSE"] != nil { print("  directional \(v.name): ‖g‖ \(norm) FD \(fd) error \(e)") }
         if e > worstDirectional { worstDirectional = e; worstName = v.name }
       }
@@ -156,7 +162,7 @@ struct UNetTests {
       #expect(failures.isEmpty, "directional derivatives off: \(failures)")
       // (2) Single parameters.
       guard !t.config.batchNorm else {
-        print("gradient check U-Net \(t.testDescription): directional worst relative \(worstDirectional) (\(worstName))")
+        print("gradient check U-Net \(t.testDescription): directional worst |FD − ‖g‖|/(‖g‖ + floor) \(worstDirectional) (\(worstName))")
         return
       }
       var indices: [Int] = []
@@ -168,7 +174,7 @@ struct UNetTests {
       let sorted = errors.sorted()
       let worst = sorted.last ?? 0
       let p90 = sorted.isEmpty ? 0 : sorted[max(0, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
-      print("gradient check U-Net \(t.testDescription): directional worst relative \(worstDirectional) (\(worstName)); \(indices.count) single parameters: 90th percentile \(p90), worst \(worst)")
+      print("gradient check U-Net \(t.testDescription): directional worst |FD − ‖g‖|/(‖g‖ + floor) \(worstDirectional) (\(worstName)); \(indices.count) single parameters: 90th percentile \(p90), worst \(worst)")
       #expect(p90 < 2e-2, "90th percentile \(p90)")
       #expect(worst < 6e-2, "worst \(worst)")
       #expect(indices.count >= model.parameterViews.count / 2)

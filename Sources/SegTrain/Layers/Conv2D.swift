@@ -20,7 +20,7 @@
 /// input is already the matrix. A 3×3 convolution of one input channel (the first layer) runs
 /// direct, vectorised kernels instead (a GEMM 9 deep would spend its time packing).
 ///
-/// Backward (``backward(input:inputShape:output:outputGradient:outputItemStride:outputGradientIsMasked:inputGradient:accumulateInputGradient:maskInputGradient:inputBiasGradient:parameters:gradients:scratch:)``):
+/// Backward (``backward(input:inputShape:output:outputGradient:outputItemStride:outputGradientIsMasked:inputGradient:maskInputGradient:inputBiasGradient:parameters:gradients:scratch:)``):
 /// the ReLU mask is applied to dY in place and db summed, in one pass (or skipped, when the
 /// layer after already did it: see `maskInputGradient`). Then per chunk of *input* rows, dY
 /// is lowered once with padding k − 1 − p, col(dY)[(o, ky', kx'), q] = dY[o, q + (ky', kx') −
@@ -196,8 +196,8 @@ public struct Conv2D: Sendable {
   /// Backward pass on raw NCHW buffers.
   ///
   /// Adds dL/dWt and dL/db into `gradients` (at the weight's and bias's offsets). When
-  /// `inputGradient` is given, writes dL/dX there (or adds to it when
-  /// `accumulateInputGradient`); pass nil for the first layer, whose input needs no gradient.
+  /// `inputGradient` is given, writes dL/dX there (overwriting it); pass nil for the first
+  /// layer, whose input needs no gradient.
   ///
   /// Fusion with the neighbouring ReLUs (so no layer needs a separate pass over its gradient):
   /// with `maskInputGradient`, X is the output of a ReLU and dX ← dX·[X > 0] is applied to each
@@ -213,12 +213,12 @@ public struct Conv2D: Sendable {
     input x: UnsafePointer<Float>, inputShape s: TensorShape, output y: UnsafePointer<Float>?,
     outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride: Int? = nil,
     outputGradientIsMasked: Bool = false,
-    inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInputGradient: Bool = false,
+    inputGradient dx: UnsafeMutablePointer<Float>?,
     maskInputGradient: Bool = false, inputBiasGradient: UnsafeMutablePointer<Float>? = nil,
     parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
     precondition(!fusedReLU || y != nil || outputGradientIsMasked, "Conv2D.backward: fused ReLU needs the forward output")
-    precondition(inputBiasGradient == nil || (maskInputGradient && !accumulateInputGradient), "Conv2D.backward: input bias gradients need a masked, overwritten input gradient")
+    precondition(inputBiasGradient == nil || maskInputGradient, "Conv2D.backward: input bias gradients need a masked input gradient")
     let o = outputShape(for: s)
     let ostride = outputItemStride ?? o.item
     if isPointwise {
@@ -226,7 +226,7 @@ public struct Conv2D: Sendable {
       backwardPointwise(
         input: x, inputShape: s, output: y, outputGradient: dy, outputItemStride: ostride,
         outputGradientIsMasked: outputGradientIsMasked, inputGradient: dx,
-        accumulateInputGradient: accumulateInputGradient, maskInputGradient: maskInputGradient,
+        maskInputGradient: maskInputGradient,
         inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients, scratch: scratch)
       return
     }
@@ -295,7 +295,6 @@ public struct Conv2D: Sendable {
     let xs = SharedBuffer(x)
     let dxs = dx.map { SharedBuffer($0) }
     let pt = k - 1 - padding
-    let beta: Float = accumulateInputGradient ? 1 : 0
     let mask = maskInputGradient
     var inputSums = [Double](repeating: 0, count: inputBiasGradient == nil ? 0 : cin * active)
     inputSums.withUnsafeMutableBufferPointer { sumsBuffer in
@@ -325,7 +324,7 @@ public struct Conv2D: Sendable {
           BLAS.sgemm(
             transA: false, transB: false, m: cin, n: nc, k: kt, alpha: 1,
             a: shared.readOnly, lda: kt, b: UnsafePointer(col), ldb: nc,
-            beta: beta, c: dxChunk, ldc: s.plane)
+            beta: 0, c: dxChunk, ldc: s.plane)
           if mask {
             for c in 0..<cin {
               let sum = maskAndSum(dxChunk + c * s.plane, by: xChunk + c * s.plane, count: nc)
@@ -508,7 +507,7 @@ public struct Conv2D: Sendable {
   private func backwardPointwise(
     input x: UnsafePointer<Float>, inputShape s: TensorShape, output y: UnsafePointer<Float>?,
     outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride ostride: Int, outputGradientIsMasked: Bool,
-    inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInputGradient: Bool,
+    inputGradient dx: UnsafeMutablePointer<Float>?,
     maskInputGradient: Bool, inputBiasGradient: UnsafeMutablePointer<Float>?,
     parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
@@ -570,7 +569,6 @@ public struct Conv2D: Sendable {
     guard let dx else { return }
     let dxs = SharedBuffer(dx)
     let wOff = weight.offset
-    let beta: Float = accumulateInputGradient ? 1 : 0
     let mask = maskInputGradient
     var inputSums = [Double](repeating: 0, count: inputBiasGradient == nil ? 0 : cin * tasks)
     inputSums.withUnsafeMutableBufferPointer { sumsBuffer in
@@ -585,7 +583,7 @@ public struct Conv2D: Sendable {
         BLAS.sgemm(
           transA: true, transB: false, m: cin, n: nc, k: cout, alpha: 1,
           a: ps.readOnly + wOff, lda: cin, b: dys.readOnly + (item * ostride + r0 * s.w), ldb: s.plane,
-          beta: beta, c: dxChunk, ldc: s.plane)
+          beta: 0, c: dxChunk, ldc: s.plane)
         if mask {
           let xChunk = xs.readOnly + (item * s.item + r0 * s.w)
           for c in 0..<cin {
