@@ -57,6 +57,12 @@ let package = Package(
       exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
     .target(
+      name: "SegWorkflow",
+      dependencies: [
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
+      ],
+      exclude: ["README.md"]),
+    .target(
       name: "SegPreview",
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegRender", "SegCache", "SegPipeline"],
       exclude: ["README.md"]),
@@ -65,7 +71,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -87,6 +93,9 @@ let package = Package(
       name: "SegPreviewTests",
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegPipeline", "SegPreview", "SegRender", "SegTestSupport"]),
     .testTarget(name: "SegRenderTests", dependencies: ["SegRender"]),
+    .testTarget(
+      name: "SegWorkflowTests",
+      dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),

@@ -51,6 +51,25 @@ public struct LinePlot: Sendable {
     }
   }
 
+  /// Ticks of a log10 axis (positions in log10 units): 1, 2, 5 × 10^k inside [lo, hi], or every
+  /// 1…9 × 10^k when that gives fewer than three.
+  public static func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
+    guard hi > lo, lo.isFinite, hi.isFinite else { return [lo] }
+    func within(_ mantissas: [Double]) -> [Double] {
+      var out: [Double] = []
+      for k in Int(lo.rounded(.down))...Int(hi.rounded(.up)) {
+        for m in mantissas {
+          let t = log10(m) + Double(k)
+          if t >= lo - 1e-12 && t <= hi + 1e-12 { out.append(t) }
+        }
+      }
+      return out
+    }
+    let coarse = within([1, 2, 5])
+    if coarse.count >= 3 { return coarse.count > 8 ? within([1]) : coarse }
+    return within([1, 2, 3, 4, 5, 6, 7, 8, 9])
+  }
+
   public func render(width: Int = 520, height: Int = 300) -> Canvas {
     var c = Canvas(width: width, height: height)
     let left = 56
@@ -87,7 +106,7 @@ public struct LinePlot: Sendable {
     func px(_ x: Double) -> Int { left + Int(((x - xlo) / (xhi - xlo) * Double(pw - 1)).rounded()) }
     func py(_ y: Double) -> Int { top + ph - 1 - Int(((y - ylo) / (yhi - ylo) * Double(ph - 1)).rounded()) }
     // Grid, ticks and labels.
-    for t in Self.ticks(ylo, yhi) {
+    for t in logY ? Self.logTicks(ylo, yhi) : Self.ticks(ylo, yhi) {
       let y = py(t)
       c.line(left, y, left + pw - 1, y, .lightGray)
       let label = logY ? Display.formatTick(Float(pow(10, t))) : Display.formatTick(Float(t))

@@ -3,6 +3,7 @@ import Foundation
 import SegCache
 import SegCore
 import SegPipeline
+import SegWorkflow
 
 /// Options every command that reads a pipeline file shares.
 struct PipelineFlags: ParsableArguments {
@@ -177,9 +178,4 @@ final class ProgressReporter {
   func finish() {
     if drewBar { FileHandleWriter.write("\n", fd: 2) }
   }
-}
-
-func formatDuration(_ seconds: Double) -> String {
-  let s = Int(seconds.rounded())
-  return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
 }

@@ -34,7 +34,10 @@ struct Unet: AsyncParsableCommand {
       --seed; the same seed gives the same bytes for any number of workers.
       """,
     version: "0.1.0",
-    subcommands: [Prepare.self, PreviewCommand.self, Inspect.self, Info.self, Weights.self, Fixtures.self, Bench.self]
+    subcommands: [
+      Prepare.self, PreviewCommand.self, Train.self, Predict.self, Eval.self, Inspect.self, Info.self, Weights.self,
+      Fixtures.self, Bench.self,
+    ]
   )
 }
 

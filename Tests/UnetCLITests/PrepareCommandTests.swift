@@ -79,13 +79,13 @@ func killablePipeline(_ dir: String) throws -> String {
     let pipeline = TestPaths.pipelines + "/default.yaml"
     let first = try runUnet(["prepare", pipeline, "--out", dir, "--workers", "2"])
     #expect(first.status == 0, "\(first.stderr)")
-    #expect(first.stdout.contains("built 1, reused 0"))
+    #expect(first.stdout.contains("built 2, reused 0"))
     let second = try runUnet(["prepare", pipeline, "--out", dir])
-    #expect(second.stdout.contains("built 0, reused 1"))
+    #expect(second.stdout.contains("built 0, reused 2"))
     let inspect = try runUnet(["inspect", dir, "--json"])
     #expect(inspect.status == 0)
     let object = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
-    #expect(object?["samples"] as? Int == 16)
+    #expect(object?["samples"] as? Int == 32)  // 16 pipeline samples × 2 random tiles
     #expect((object?["weight"] as? [String: Any])?["max"] as? Double ?? 0 > 5)
   }
 

@@ -1,0 +1,260 @@
+import ArgumentParser
+import Foundation
+import SegCore
+import SegIO
+import SegPipeline
+import SegTrain
+import SegWorkflow
+
+extension TrainSection {
+  /// Applies the command-line overrides.
+  mutating func apply(_ f: TrainFlags) {
+    if let v = f.width { width = v }
+    if let v = f.depth { depth = v }
+    if let v = f.padding { padding = v == "same" ? .same : .valid }
+    if let v = f.steps {
+      steps = v
+      epochs = nil
+    }
+    if let v = f.epochs {
+      epochs = v
+      steps = nil
+    }
+    if let v = f.lr { learningRate = v }
+    if let v = f.optimizer { optimizer = v }
+    if let v = f.schedule { schedule = v }
+    if let v = f.batch { batch = v }
+    if let v = f.loss { loss = v }
+    if let v = f.evalEvery { evalEvery = v }
+    if let v = f.checkpointEvery { checkpointEvery = v }
+    if let v = f.validationFraction {
+      validationFraction = v
+      validationSources = nil
+    }
+  }
+}
+
+struct TrainFlags: ParsableArguments {
+  @Option(help: "Base width of the U-Net (channels at the first level; 64 in the paper, 16 for CPU runs).")
+  var width: Int?
+  @Option(help: "Depth (poolings).")
+  var depth: Int?
+  @Option(help: "Convolution padding: valid or same (default: what the shards' tiles were cut for).")
+  var padding: String?
+  @Option(help: "Training steps.")
+  var steps: Int?
+  @Option(help: "Training epochs (instead of --steps).")
+  var epochs: Int?
+  @Option(help: "Learning rate.")
+  var lr: Double?
+  @Option(help: "Optimizer: sgd or adam.")
+  var optimizer: String?
+  @Option(help: "Learning-rate schedule: constant, step, cosine or plateau.")
+  var schedule: String?
+  @Option(help: "Batch size.")
+  var batch: Int?
+  @Option(help: "Loss: cross_entropy, dice or cross_entropy+dice.")
+  var loss: String?
+  @Option(help: "Validate every N steps (default: every epoch).")
+  var evalEvery: Int?
+  @Option(help: "Write a checkpoint every N steps.")
+  var checkpointEvery: Int?
+  @Option(help: "Share of the source images held out for validation.")
+  var validationFraction: Double?
+
+  func validate() throws {
+    for (name, v) in [("--width", width), ("--depth", depth), ("--steps", steps), ("--epochs", epochs), ("--batch", batch),
+                      ("--eval-every", evalEvery), ("--checkpoint-every", checkpointEvery)] {
+      if let v, v < 1 { throw ValidationError("\(name) must be at least 1") }
+    }
+    if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
+    if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
+    if let p = padding, !["valid", "same"].contains(p) { throw ValidationError("--padding must be valid or same") }
+    if let o = optimizer, !["sgd", "adam"].contains(o) { throw ValidationError("--optimizer must be sgd or adam") }
+    if let s = schedule, !["constant", "step", "cosine", "plateau"].contains(s) {
+      throw ValidationError("--schedule must be constant, step, cosine or plateau")
+    }
+    if let l = loss, !["cross_entropy", "dice", "cross_entropy+dice"].contains(l) {
+      throw ValidationError("--loss must be cross_entropy, dice or cross_entropy+dice")
+    }
+    if let v = validationFraction, !(v >= 0 && v < 1) { throw ValidationError("--validation-fraction must lie in [0, 1)") }
+  }
+}
+
+struct Train: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train a U-Net on OpenBLAS from shards: checkpoints, metrics (JSON lines), training.png.",
+    discussion: """
+      With a pipeline file, its shards are brought up to date first (`unet prepare`, \
+      incremental) and its `train:` section gives the settings; flags override them. With \
+      --shards DIR, train from an existing shard set. Validation holds out whole source images. \
+      --resume continues from RUNDIR/last.ckpt with the same batches and loss curve.
+      """)
+
+  @Argument(help: "The pipeline file (YAML).", completion: .file())
+  var pipeline: String?
+
+  @Option(help: "Train from this shard folder (instead of a pipeline's).", completion: .directory)
+  var shards: String?
+
+  @Option(help: "Run folder for checkpoints, metrics.jsonl and training.png (default: out/<pipeline name>/run).",
+          completion: .directory)
+  var out: String?
+
+  @Option(help: "Threads (our workers; OpenBLAS runs inside them). Default: all cores.")
+  var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+  @Option(help: "Seed of initialisation, data order and dropout (default: the pipeline's).")
+  var seed: UInt64?
+
+  @Flag(help: "Continue from RUNDIR/last.ckpt.")
+  var resume = false
+
+  @Flag(help: "Skip shards that fail their checksum (counted and named) instead of stopping.")
+  var skipCorrupt = false
+
+  @OptionGroup var flags: TrainFlags
+  @OptionGroup var pipelineFlags: PipelineFlags
+
+  func validate() throws {
+    guard (pipeline == nil) != (shards == nil) else { throw ValidationError("give a pipeline file or --shards DIR (one of them)") }
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+  }
+
+  func run() async throws {
+    var section = TrainSection()
+    var shardDirectory = shards ?? ""
+    var runSeed = seed ?? 0
+    var runDirectory = out ?? ((shards ?? "out") + "/../run")
+    if let pipeline {
+      let spec = try pipelineFlags.load(pipeline)
+      section = spec.train
+      runSeed = seed ?? spec.seed
+      shardDirectory = defaultOutput(for: pipeline, "shards")
+      runDirectory = out ?? defaultOutput(for: pipeline, "run")
+      let summary = try await Preparer.run(
+        spec: spec, options: PrepareOptions(outputDirectory: shardDirectory, workers: threads))
+      print("shards: \(summary.trainingSamples) samples in \(shardDirectory) (built \(summary.built), reused \(summary.reused))")
+    }
+    section.apply(flags)
+    let run = try TrainingRun(
+      options: TrainRunOptions(
+        shards: shardDirectory, runDirectory: runDirectory, section: section, threads: threads, seed: runSeed, resume: resume,
+        skipCorrupt: skipCorrupt)
+    ) { line in
+      print(line)
+      flushStandardOutput()
+    }
+    let summary = try run.run()
+    if let v = summary.validation {
+      let dice = v.foregroundDice.map { String(format: "%.4f", $0) } ?? "-"
+      print(String(format: "done: %d steps, %d epochs, %.1f s; validation loss %.4f, Dice %@, pixel error %.4f", summary.steps, summary.epochs, summary.seconds, v.loss, dice, v.pixelError))
+    } else {
+      print(String(format: "done: %d steps, %.1f s; last training loss %.4f (no validation samples)", summary.steps, summary.seconds, summary.lastLoss))
+    }
+    if summary.skippedShards > 0 { print("skipped \(summary.skippedShards) corrupt shard(s)") }
+    print("checkpoint: \(summary.checkpoint)")
+    print("metrics:    \(summary.metrics)")
+    print("plot:       \(summary.plot)")
+  }
+}
+
+struct Predict: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Segment whole images with a checkpoint (overlap-tile): DIR/NAME.png labels and DIR/NAME.prob.tif probabilities.",
+    discussion: "Images are normalised as in training. Two classes are written as 0/255, more as class ids.")
+
+  @Argument(help: "The checkpoint (.ckpt).", completion: .file())
+  var checkpoint: String
+
+  @Argument(help: "Images or folders of images.", completion: .file())
+  var images: [String]
+
+  @Option(help: "Output folder.", completion: .directory)
+  var out: String
+
+  @Option(help: "Largest output tile (pixels per side) per network pass.")
+  var tile: Int = 512
+
+  @Option(help: "Context per side for same-padding networks (default: 2^depth).")
+  var context: Int?
+
+  @Option(help: "Threads.")
+  var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+  func validate() throws {
+    guard tile >= 1 else { throw ValidationError("--tile must be positive") }
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+  }
+
+  func run() throws {
+    ComputeThreads.set(threads)
+    let predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context)
+    var files: [String] = []
+    for p in images { files += FileIO.isDirectory(p) ? try ImageFiles.list(p) : [p] }
+    guard !files.isEmpty else { throw ValidationError("no image files given") }
+    let written = try predictor.run(images: files, outputDirectory: out) { print($0) }
+    print("wrote \(written.count) label images and probability TIFFs to \(out)/")
+  }
+}
+
+extension Evaluator.Kind: ExpressibleByArgument {}
+
+struct Eval: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "eval",
+    abstract: "Score predictions against labels (paired by file stem): Dice, IoU, pixel error, ISBI Rand error.",
+    discussion: """
+      Binary images (0 and one other value) are cells vs background; others are class ids. \
+      The Rand error is 1 − the foreground-restricted Rand F-score of the ISBI 2012 challenge, \
+      on the 4-connected components of the foreground. One line per image, then the means.
+      """)
+
+  @Argument(help: "The predictions (a folder or one file).", completion: .file())
+  var predictions: String
+
+  @Argument(help: "The labels (a folder or one file).", completion: .file())
+  var labels: String
+
+  @Flag(help: "One JSON object per image and one for the means.")
+  var json = false
+
+  @Option(help: "How label values are read: binary (non-zero = foreground), classes, or auto (binary when the predictions are).")
+  var kind: Evaluator.Kind = .auto
+
+  func run() throws {
+    let pairs = try Evaluator.pairs(predictions: predictions, labels: labels)
+    var all: [ImageEvaluation] = []
+    for (name, p, l) in pairs {
+      let e = try Evaluator.evaluate(name: name, prediction: p, label: l, kind: kind)
+      all.append(e)
+      emit(e.name, dice: e.foregroundDice, iou: e.foregroundIoU, pixelError: e.pixelError, rand: e.randError, perClass: e)
+    }
+    func mean(_ f: (ImageEvaluation) -> Double?) -> Double? {
+      let v = all.compactMap(f)
+      return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
+    }
+    emit("mean", dice: mean(\.foregroundDice), iou: mean(\.foregroundIoU), pixelError: mean { $0.pixelError } ?? 0,
+         rand: mean { $0.randError } ?? 0, perClass: nil, count: all.count)
+  }
+
+  func emit(_ name: String, dice: Double?, iou: Double?, pixelError: Double, rand: Double, perClass: ImageEvaluation?, count: Int? = nil) {
+    if json {
+      var fields: [(String, JSONValue)] = [
+        ("name", .string(name)), ("dice", dice.map { .double($0) } ?? .null), ("iou", iou.map { .double($0) } ?? .null),
+        ("pixel_error", .double(pixelError)), ("rand_error", .double(rand)),
+      ]
+      if let e = perClass {
+        fields.append(("dice_per_class", .array(e.dice.map { $0.map { .double($0) } ?? .null })))
+        fields.append(("iou_per_class", .array(e.iou.map { $0.map { .double($0) } ?? .null })))
+      }
+      if let count { fields.append(("images", .int(count))) }
+      print(JSONValue.object(fields).serialized())
+    } else {
+      let d = dice.map { String(format: "%.4f", $0) } ?? "-"
+      let i = iou.map { String(format: "%.4f", $0) } ?? "-"
+      let suffix = count.map { " (\($0) images)" } ?? ""
+      print(String(format: "%@: dice %@  iou %@  pixel error %.4f  rand error %.4f%@", name, d, i, pixelError, rand, suffix))
+    }
+  }
+}
