@@ -1,6 +1,8 @@
 import Foundation
 import SegCore
+import SegTiling
 import SegTrain
+import SegWeights
 
 extension Bench {
   /// train_step_* ops (../shared/bench/README.md): one U-Net training step, batch 1, width 16,
@@ -21,7 +23,7 @@ extension Bench {
   static let referenceParameterCount = 1_940_834
 
   static func trainStep(_ name: String, padding: UNetConfiguration.Padding, size: Int) -> BenchOp {
-    BenchOp(name: name, note: "weights: all ones (timing does not depend on them)") { inputs in
+    BenchOp(name: name, note: "weights: the U-Net weight map of the labels") { inputs in
       ComputeThreads.set(inputs.threads)
       let config = UNetConfiguration(depth: 4, baseWidth: 16, padding: padding, upMode: .transposed, batchNorm: false, dropout: 0, inputChannels: 1, classes: 2)
       guard let out = config.outputSize(forInput: size) else {
@@ -29,8 +31,7 @@ extension Bench {
       }
       let model = UNet(configuration: config, seed: 0)
       precondition(model.parameterCount == referenceParameterCount, "\(name): \(model.parameterCount) parameters, the reference network has \(referenceParameterCount)")
-      let (x, targets) = trainStepTile(inputs, size: size, output: out)
-      let weights = [Float](repeating: 1, count: out * out)
+      let (x, targets, weights) = trainStepTile(inputs, size: size, output: out)
       let trainer = Trainer(
         model: model,
         configuration: TrainingConfiguration(optimizer: .sgd(momentum: 0.99), schedule: .constant(1e-4), loss: LossConfiguration(kind: .crossEntropy), seed: 0))
@@ -61,31 +62,20 @@ extension Bench {
     StepProfile.stop()
   }
 
-  /// The input tile and targets the peer uses: the image as float32 / 255, reflect-padded by
-  /// (size − output)/2 (numpy "reflect": no repeated edge pixel), the size × size window whose
-  /// output is centred in the image; targets = labels > 0 in the output window.
-  static func trainStepTile(_ inputs: BenchInputs, size: Int, output: Int) -> (Tensor, [Int32]) {
-    let img = inputs.image.floatSamples()
-    let lab = inputs.labels.labelSamples()
-    let w = inputs.image.width, h = inputs.image.height
+  /// The input tile, targets and weights the peer uses: the image as float32 / 255, the
+  /// size × size window (reflect-padded, numpy "reflect") whose output window is centred in the
+  /// image; targets = labels > 0 and the U-Net weight map (w0 = 10, σ = 5) in the output window.
+  static func trainStepTile(_ inputs: BenchInputs, size: Int, output: Int) -> (Tensor, [Int32], [Float]) {
+    let w = inputs.image.width
+    let h = inputs.image.height
     let border = (size - output) / 2
-    let oy = (h - output) / 2, ox = (w - output) / 2
-    func reflect(_ i: Int, _ n: Int) -> Int {
-      var j = i
-      while j < 0 || j >= n { j = j < 0 ? -j : 2 * (n - 1) - j }
-      return j
-    }
-    var x = Tensor(n: 1, c: 1, h: size, w: size)
-    for r in 0..<size {
-      for c in 0..<size {
-        let sy = reflect(oy - border + r, h), sx = reflect(ox - border + c, w)
-        x.data[r * size + c] = img[sy * w + sx] / 255
-      }
-    }
-    var t = [Int32](repeating: 0, count: output * output)
-    for r in 0..<output {
-      for c in 0..<output { t[r * output + c] = lab[(oy + r) * w + ox + c] > 0 ? 1 : 0 }
-    }
-    return (x, t)
+    let oy = (h - output) / 2
+    let ox = (w - output) / 2
+    let image = inputs.image.toFloat32(scale: 1.0 / 255)
+    let window = OverlapTilePlan.window(image, x: ox - border, y: oy - border, width: size, height: size)
+    let labels = OverlapTilePlan.window(inputs.labels, x: ox, y: oy, width: output, height: output)
+    let weights = OverlapTilePlan.window(WeightMap.compute(mask: inputs.labels), x: ox, y: oy, width: output, height: output)
+    let x = Tensor(shape: TensorShape(n: 1, c: 1, h: size, w: size), data: window.floatSamples())
+    return (x, labels.labelSamples().map { $0 > 0 ? 1 : 0 }, weights.floatSamples())
   }
 }

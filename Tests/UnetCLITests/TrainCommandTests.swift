@@ -1,0 +1,113 @@
+import Foundation
+import SegCore
+import SegTestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A pipeline whose training takes long enough to be killed in the middle.
+func trainPipeline(_ dir: String, steps: Int) throws -> String {
+  let cells = TestPaths.fixtures + "/cells"
+  let text = """
+    version: 1
+    seed: 31
+    sources: {images: \(cells)/images/*.png, masks: \(cells)/labels/*.png}
+    samples_per_image: 2
+    mask: {kind: instances}
+    stages:
+      - normalize: {method: scale, factor: 0.00392156862745098}
+      - affine: {rotate: [-20, 20]}
+      - weight_map: {}
+    tiles: {network: {depth: 2, padding: same}, input: 48, mode: random, count: 2}
+    shards: {samples_per_shard: 4}
+    train:
+      network: {depth: 2, width: 8}
+      optimizer: {kind: sgd, momentum: 0.9}
+      schedule: {kind: constant, lr: 0.01}
+      steps: \(steps)
+      batch: 2
+      eval_every: 10
+      checkpoint_every: 5
+      log_every: 5
+    """
+  let path = dir + "/train.yaml"
+  try text.write(toFile: path, atomically: true, encoding: .utf8)
+  return path
+}
+
+func trainLines(_ path: String) throws -> [String] {
+  try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").filter { $0.contains("\"train\"") }
+    .map { String($0.replacingOccurrences(of: #""seconds": [0-9.e-]+"#, with: "", options: .regularExpression)) }
+}
+
+@Suite(.serialized) struct TrainCommandTests {
+  /// SIGKILL `unet train` in the middle; `--resume` finishes with the loss curve of an
+  /// uninterrupted run.
+  @Test func killedTrainingResumesOnTheSameLossCurve() throws {
+    let dir = TestPaths.temporaryDirectory("train-kill")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let pipeline = try trainPipeline(dir, steps: 120)
+    let clean = try runUnet(["train", pipeline, "--out", dir + "/clean", "--threads", "1"], currentDirectory: dir)
+    #expect(clean.status == 0, "\(clean.stderr)")
+    #expect(clean.stdout.contains("checkpoint: \(dir)/clean/last.ckpt"))
+    // The interrupted run: kill once a few checkpoints exist.
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: TestPaths.unetBinary)
+    process.arguments = ["train", pipeline, "--out", dir + "/killed", "--threads", "1"]
+    process.currentDirectoryURL = URL(fileURLWithPath: dir)
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var waited = 0
+    while process.isRunning && !FileManager.default.fileExists(atPath: dir + "/killed/step-000020.ckpt") && waited < 30_000 {
+      usleep(2_000)
+      waited += 2
+    }
+    let wasRunning = process.isRunning
+    if wasRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    let resumed = try runUnet(["train", pipeline, "--out", dir + "/killed", "--threads", "1", "--resume"], currentDirectory: dir)
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    if wasRunning { #expect(resumed.stdout.contains("resumed from")) }
+    #expect(try trainLines(dir + "/clean/metrics.jsonl") == trainLines(dir + "/killed/metrics.jsonl"))
+    #expect(FileManager.default.contents(atPath: dir + "/clean/training.png") != nil)
+  }
+
+  @Test func predictAndEvalEndToEnd() throws {
+    let dir = TestPaths.temporaryDirectory("predict-cli")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let pipeline = try trainPipeline(dir, steps: 20)
+    #expect(try runUnet(["train", pipeline, "--out", dir + "/run", "--threads", "2"], currentDirectory: dir).status == 0)
+    let predict = try runUnet(["predict", dir + "/run/last.ckpt", TestPaths.fixtures + "/cells/images", "--out", dir + "/pred"])
+    #expect(predict.status == 0, "\(predict.stderr)")
+    for k in 0..<4 {
+      #expect(FileManager.default.fileExists(atPath: dir + "/pred/cells_\(k).png"))
+      #expect(FileManager.default.fileExists(atPath: dir + "/pred/cells_\(k).prob.tif"))
+    }
+    let eval = try runUnet(["eval", dir + "/pred", TestPaths.fixtures + "/cells/labels", "--json"])
+    #expect(eval.status == 0, "\(eval.stderr)")
+    #expect(eval.stdoutLines.count == 5)
+    let mean = try JSONSerialization.jsonObject(with: Data(eval.stdoutLines[4].utf8)) as? [String: Any]
+    #expect(mean?["name"] as? String == "mean" && mean?["images"] as? Int == 4)
+    #expect((mean?["dice"] as? Double ?? 0) > 0.5, "a trained network beats chance: \(eval.stdout)")
+  }
+
+  @Test func badCheckpointsAndInputsGiveOneLineErrors() throws {
+    let dir = TestPaths.temporaryDirectory("bad-ckpt")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileIO.writeAtomically(Array("not a checkpoint".utf8), to: dir + "/x.ckpt")
+    let r = try runUnet(["predict", dir + "/x.ckpt", TestPaths.fixtures + "/cells/images/cells_0.png", "--out", dir + "/o"])
+    #expect(r.status != 0)
+    #expect(r.stderrLines.count == 1 && r.stderr.hasPrefix("unet: \(dir)/x.ckpt: "), "\(r.stderr)")
+    let pipeline = try trainPipeline(dir, steps: 5)
+    #expect(try runUnet(["train", pipeline, "--out", dir + "/run", "--threads", "1"], currentDirectory: dir).status == 0)
+    let rgb = try runUnet(["predict", dir + "/run/last.ckpt", TestPaths.fixtures + "/png/rgb8.png", "--out", dir + "/o"])
+    #expect(rgb.stderrLines == ["unet: \(TestPaths.fixtures)/png/rgb8.png: has 3 channels; the network was trained on 1"])
+    let missing = try runUnet(["eval", dir + "/o", TestPaths.fixtures + "/png"])
+    #expect(missing.status != 0 && missing.stderrLines.count == 1)
+    let noShards = try runUnet(["train", "--shards", dir + "/none", "--out", dir + "/r2"])
+    #expect(noShards.stderrLines == ["unet: \(dir)/none/manifest.json: no manifest here (hint: make the shards with `unet prepare`)"])
+  }
+}
