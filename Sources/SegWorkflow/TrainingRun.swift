@@ -16,8 +16,17 @@ public struct TrainRunOptions: Sendable {
   public var seed: UInt64
   public var resume: Bool
   public var skipCorrupt: Bool
+  /// Wall-clock budget of this invocation in seconds: the run stops after the step that
+  /// crosses it, validates and writes its checkpoints (`--resume` goes on from there).
+  public var timeLimit: Double?
+  /// Polled after every step; a non-nil reason (e.g. a caught SIGTERM) stops the run the same
+  /// way as the time limit.
+  public var stopRequest: (@Sendable () -> String?)?
 
-  public init(shards: String, runDirectory: String, section: TrainSection, threads: Int, seed: UInt64, resume: Bool, skipCorrupt: Bool) {
+  public init(
+    shards: String, runDirectory: String, section: TrainSection, threads: Int, seed: UInt64, resume: Bool, skipCorrupt: Bool,
+    timeLimit: Double? = nil, stopRequest: (@Sendable () -> String?)? = nil
+  ) {
     self.shards = shards
     self.runDirectory = runDirectory
     self.section = section
@@ -25,6 +34,8 @@ public struct TrainRunOptions: Sendable {
     self.seed = seed
     self.resume = resume
     self.skipCorrupt = skipCorrupt
+    self.timeLimit = timeLimit
+    self.stopRequest = stopRequest
   }
 }
 
@@ -53,6 +64,8 @@ public struct TrainSummary: Sendable {
   public var plot: String
   public var seconds: Double
   public var skippedShards: Int
+  /// Why the run stopped before its last step (time limit, signal); nil when it finished.
+  public var stoppedEarly: String?
 }
 
 /// `unet train`: trains a U-Net from shards, with a validation split by source image, a metrics
@@ -201,6 +214,7 @@ public final class TrainingRun {
     var intervalSteps = 0
     var lastLoss = Double.nan
     var lastLog = Date()
+    var stoppedEarly: String? = nil
     log("training a \(configuration.padding.rawValue) U-Net (depth \(configuration.depth), width \(configuration.baseWidth), "
         + "\(trainer.model.parameterCount) parameters) on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
         + "(sources held out: \(data.validationSources.count)); \(totalSteps) steps of batch \(t.batch), \(options.threads) threads")
@@ -246,13 +260,27 @@ public final class TrainingRun {
       }
       if let every = t.evalEvery, step % every == 0 { try validate() }
       if step % t.checkpointEvery == 0 && step < totalSteps { try checkpoint(named: true) }
+      if step < totalSteps, let reason = stopReason(since: start) {
+        stoppedEarly = reason
+        log("stopping at step \(step)/\(totalSteps): \(reason); --resume continues from here")
+        break
+      }
     }
     if lastValidation?.step != trainer.stepCount { try validate() }
     try checkpoint(named: true)
     return TrainSummary(
       steps: trainer.stepCount, epochs: trainer.epoch, lastLoss: lastLoss, validation: lastValidation,
       checkpoint: lastCheckpointPath, metrics: metricsPath, plot: plotPath, seconds: Date().timeIntervalSince(start),
-      skippedShards: skipped.count)
+      skippedShards: skipped.count, stoppedEarly: stoppedEarly)
+  }
+
+  /// Why the run should stop now, if it should: a stop request, else the time limit.
+  func stopReason(since start: Date) -> String? {
+    if let reason = options.stopRequest?() { return reason }
+    if let limit = options.timeLimit, Date().timeIntervalSince(start) >= limit {
+      return "time limit of \(formatDuration(limit)) reached"
+    }
+    return nil
   }
 
   func makeStream(epoch: Int) -> ShardStream {
@@ -421,4 +449,35 @@ public func formatDuration(_ seconds: Double) -> String {
   guard seconds.isFinite else { return "-" }
   let s = Int(seconds.rounded())
   return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+}
+
+/// Parses a duration as people write it on a command line: `900` or `900s` (seconds), `15m`,
+/// `1.5h`, `1h30m`, `2d`. Nil for anything else (empty, negative, unknown unit, unit repeated
+/// out of order).
+public func parseDuration(_ text: String) -> Double? {
+  let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
+  let order: [Character] = ["d", "h", "m", "s"]
+  var total = 0.0
+  var number = ""
+  var lastUnit = -1
+  var sawPart = false
+  for c in text.trimmingCharacters(in: .whitespaces) {
+    if c.isNumber || c == "." {
+      number.append(c)
+    } else if let scale = units[c], let index = order.firstIndex(of: c), index > lastUnit, let v = Double(number) {
+      total += v * scale
+      number = ""
+      lastUnit = index
+      sawPart = true
+    } else {
+      return nil
+    }
+  }
+  if !number.isEmpty {
+    guard let v = Double(number), !sawPart || lastUnit < 3 else { return nil }
+    // A bare trailing number after units (e.g. "1m30") counts as seconds.
+    total += v
+    sawPart = true
+  }
+  return sawPart && total.isFinite ? total : nil
 }

@@ -27,3 +27,19 @@ func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
 func tuneMemoryAllocator() {
   _ = CSystemShims_set_malloc_thresholds(32 << 20, 512 << 20)
 }
+
+/// Catches SIGINT and SIGTERM so a training run can stop at the end of its step with its
+/// checkpoints written; returns the poll that `TrainRunOptions.stopRequest` expects.
+func installStopHandlers() -> @Sendable () -> String? {
+  _ = CSystemShims_install_stop_handlers()
+  return {
+    guard let signal = caughtStopSignal() else { return nil }
+    return signal == SIGINT ? "interrupted (SIGINT)" : (signal == SIGTERM ? "terminated (SIGTERM)" : "signal \(signal)")
+  }
+}
+
+/// The signal the stop handlers caught, if any.
+func caughtStopSignal() -> Int32? {
+  let s = CSystemShims_stop_signal()
+  return s == 0 ? nil : s
+}

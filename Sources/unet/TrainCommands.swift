@@ -110,6 +110,12 @@ struct Train: AsyncParsableCommand {
   @Flag(help: "Continue from RUNDIR/last.ckpt.")
   var resume = false
 
+  @Option(help: ArgumentHelp(
+    "Stop after this much wall time (900, 900s, 15m, 1.5h, 1h30m): validate, write the checkpoints, exit 0.",
+    discussion: "SIGINT or SIGTERM (e.g. a Slurm time limit) stops the same way at the end of the current step, then exits 128 + the signal; a second signal ends the process at once.",
+    valueName: "duration"))
+  var timeLimit: String?
+
   @Flag(help: "Skip shards that fail their checksum (counted and named) instead of stopping.")
   var skipCorrupt = false
 
@@ -119,6 +125,9 @@ struct Train: AsyncParsableCommand {
   func validate() throws {
     guard (pipeline == nil) != (shards == nil) else { throw ValidationError("give a pipeline file or --shards DIR (one of them)") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    if let timeLimit, parseDuration(timeLimit).map({ $0 > 0 }) != true {
+      throw ValidationError("--time-limit: \"\(timeLimit)\" is not a positive duration (e.g. 900, 15m, 1.5h, 1h30m)")
+    }
   }
 
   func run() async throws {
@@ -140,7 +149,7 @@ struct Train: AsyncParsableCommand {
     let run = try TrainingRun(
       options: TrainRunOptions(
         shards: shardDirectory, runDirectory: runDirectory, section: section, threads: threads, seed: runSeed, resume: resume,
-        skipCorrupt: skipCorrupt)
+        skipCorrupt: skipCorrupt, timeLimit: timeLimit.flatMap(parseDuration), stopRequest: installStopHandlers())
     ) { line in
       print(line)
       flushStandardOutput()
@@ -156,6 +165,7 @@ struct Train: AsyncParsableCommand {
     print("checkpoint: \(summary.checkpoint)")
     print("metrics:    \(summary.metrics)")
     print("plot:       \(summary.plot)")
+    if summary.stoppedEarly != nil, let signal = caughtStopSignal() { throw ExitCode(128 + signal) }
   }
 }
 

@@ -171,3 +171,19 @@ func trainLosses(_ metrics: String) throws -> [String] {
     #expect(half.randError > 0)
   }
 }
+
+@Suite struct DurationTests {
+  @Test func durationsParseAsWritten() {
+    #expect(parseDuration("900") == 900)
+    #expect(parseDuration("900s") == 900)
+    #expect(parseDuration("15m") == 900)
+    #expect(parseDuration("1.5h") == 5400)
+    #expect(parseDuration("1h30m") == 5400)
+    #expect(parseDuration("1m30") == 90)
+    #expect(parseDuration("2d") == 172_800)
+    #expect(parseDuration(" 0.001s ") == 0.001)
+    for bad in ["", "m", "15 minutes", "-5", "1s1m", "1m1m", "1..5s", "5x", "1s5"] {
+      #expect(parseDuration(bad) == nil, "\(bad)")
+    }
+  }
+}

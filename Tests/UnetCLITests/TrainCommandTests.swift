@@ -75,6 +75,53 @@ func trainLines(_ path: String) throws -> [String] {
     #expect(FileManager.default.contents(atPath: dir + "/clean/training.png") != nil)
   }
 
+  /// SIGTERM (what Slurm sends at a time limit) stops at the end of the step with the
+  /// checkpoints written and exit status 143; `--time-limit` stops the same way with status 0;
+  /// `--resume` goes on from either.
+  @Test func signalsAndTimeLimitStopCleanlyWithACheckpoint() throws {
+    let dir = TestPaths.temporaryDirectory("train-stop")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let pipeline = try trainPipeline(dir, steps: 100_000)
+    let out = Pipe()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: TestPaths.unetBinary)
+    process.arguments = ["train", pipeline, "--out", dir + "/run", "--threads", "1"]
+    process.currentDirectoryURL = URL(fileURLWithPath: dir)
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var waited = 0
+    while process.isRunning && !FileManager.default.fileExists(atPath: dir + "/run/step-000010.ckpt") && waited < 60_000 {
+      usleep(2_000)
+      waited += 2
+    }
+    kill(process.processIdentifier, SIGTERM)
+    // A run that ignored the signal would go on for 100 000 steps: give it 60 s, then kill it.
+    waited = 0
+    while process.isRunning && waited < 60_000 {
+      usleep(5_000)
+      waited += 5
+    }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationReason == .exit && process.terminationStatus == 128 + SIGTERM, "\(text)")
+    #expect(text.contains("terminated (SIGTERM); --resume continues from here"), "\(text)")
+    #expect(text.contains("checkpoint: \(dir)/run/last.ckpt"))
+    let stopLine = text.split(separator: "\n").first { $0.hasPrefix("stopping at step ") } ?? ""
+    let stopped = Int(stopLine.dropFirst("stopping at step ".count).prefix { $0.isNumber }) ?? 0
+    #expect(stopped >= 10, "\(text)")
+
+    // A tiny time limit: one more step, then a clean stop with status 0.
+    let limited = try runUnet(
+      ["train", pipeline, "--out", dir + "/run", "--threads", "1", "--resume", "--time-limit", "0.001s"], currentDirectory: dir)
+    #expect(limited.status == 0, "\(limited.stderr)")
+    #expect(limited.stdout.contains("resumed from \(dir)/run/last.ckpt at step \(stopped)"), "\(limited.stdout)")
+    #expect(limited.stdout.contains("stopping at step \(stopped + 1)/100000: time limit of 0:00 reached"), "\(limited.stdout)")
+    let bad = try runUnet(["train", pipeline, "--time-limit", "15 minutes"], currentDirectory: dir)
+    #expect(bad.status != 0 && bad.stderr.contains("--time-limit: \"15 minutes\" is not a positive duration"), "\(bad.stderr)")
+  }
+
   @Test func predictAndEvalEndToEnd() throws {
     let dir = TestPaths.temporaryDirectory("predict-cli")
     defer { try? FileManager.default.removeItem(atPath: dir) }

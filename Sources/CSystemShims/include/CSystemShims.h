@@ -8,4 +8,12 @@
 /// where the C library has no mallopt.
 int CSystemShims_set_malloc_thresholds(long mmap_threshold, long trim_threshold);
 
+/// Catches SIGINT and SIGTERM: the first one only records the signal (read it with
+/// CSystemShims_stop_signal) so a long job can stop cleanly at its next safe point; a second
+/// one of the same kind terminates the process. Returns 0 on success, -1 on failure.
+int CSystemShims_install_stop_handlers(void);
+
+/// The signal number caught by the stop handlers, or 0 while none has arrived.
+int CSystemShims_stop_signal(void);
+
 #endif
