@@ -226,7 +226,11 @@ final class PrefetchQueue<T: Sendable>: Sendable {
 
   init(capacity: Int) {
     filled = DispatchSemaphore(value: 0)
-    space = DispatchSemaphore(value: max(capacity, 1))
+    // Start at zero and signal up to the capacity: libdispatch traps when a semaphore is
+    // freed with a value below the one it was created with, which is the normal state of a
+    // queue whose consumer stopped before draining it.
+    space = DispatchSemaphore(value: 0)
+    for _ in 0..<max(capacity, 1) { space.signal() }
   }
 
   /// Blocks while full; returns false once the consumer has stopped.
