@@ -92,4 +92,24 @@ public enum ReferenceKernels {
     }
     return current
   }
+
+  /// The uniform noise of CKernels_uniform_noise, value by value: two rounds of a 32-bit
+  /// multiply–xorshift hash of (key, index), 24 bits → [−1, 1), times scale.
+  public static func uniformNoise(count: Int, key: UInt64, scale: Float) -> [Float] {
+    func mix(_ v: UInt32) -> UInt32 {
+      var x = v
+      x ^= x >> 16
+      x = x &* 0x7feb_352d
+      x ^= x >> 15
+      x = x &* 0x846c_a68b
+      x ^= x >> 16
+      return x
+    }
+    let k0 = UInt32(truncatingIfNeeded: key)
+    let k1 = UInt32(truncatingIfNeeded: key >> 32) ^ mix(0)
+    return (0..<count).map { i in
+      let v = mix(mix(UInt32(truncatingIfNeeded: i) ^ k0) &+ k1)
+      return (Float(v >> 8) * 0x1p-23 - 1) * scale
+    }
+  }
 }

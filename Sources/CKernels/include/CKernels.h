@@ -36,9 +36,11 @@ enum CKernels_border {
 
 /// out(p) = src(M p) for a single affine map M (backward: output → input), rows
 /// [row_begin, row_end) of an ow × oh output. `m` = {a, b, tx, c, d, ty}:
-/// x_in = a x + b y + tx, y_in = c x + d y + ty. Interpolation nearest or bilinear. If
-/// `mask_bytes` is 1, 2 or 4, the mask is sampled nearest from the same coordinates (0 where
-/// the constant border applies). `scratch` holds at least 37 × ow bytes.
+/// x_in = a x + b y + tx, y_in = c x + d y + ty. Any interpolation; for bicubic and bspline
+/// the taps outside the image follow `border` (reflect, else clamp), and for bspline `src`
+/// must hold B-spline coefficients (CKernels_bspline_prefilter). If `mask_bytes` is 1, 2 or 4,
+/// the mask is sampled nearest from the same coordinates (0 where the constant border
+/// applies). `scratch` holds at least 72 × ow bytes.
 void CKernels_warp_affine(const float *src, int w, int h, int channels, float *dst, int ow, int oh,
                           const double *m, int interpolation, int border, float fill,
                           const void *mask_src, void *mask_dst, int mask_bytes, int row_begin,
@@ -52,12 +54,11 @@ void CKernels_warp_displacement(const float *src, int w, int h, int channels, fl
                                 int row_begin, int row_end, void *scratch);
 
 /// Samples `src` at the coordinates (map_x, map_y) of an ow × oh output, which are already
-/// folded into [0, w - 1] × [0, h - 1] or NaN (the output keeps `fill`). For bicubic and
-/// bspline the taps outside the image follow `border` (reflect, else clamp). For bspline,
-/// `src` must hold B-spline coefficients (CKernels_bspline_prefilter).
+/// folded into [0, w - 1] × [0, h - 1] or NaN (the output gets `fill`). Sampling as in
+/// CKernels_warp_affine (the same row sampler). `scratch` holds at least 72 × ow bytes.
 void CKernels_remap(const float *src, int w, int h, int channels, float *dst, int ow, int oh,
                     const float *map_x, const float *map_y, int interpolation, int border,
-                    float fill, int row_begin, int row_end);
+                    float fill, int row_begin, int row_end, void *scratch);
 
 /// Nearest-neighbour sampling of a mask through a map (0 where the map holds NaN).
 void CKernels_remap_mask(const void *src, int w, int h, void *dst, int ow, int oh,
@@ -72,6 +73,11 @@ void CKernels_separable_filter(float *plane, int w, int h, const float *kernel, 
 
 /// Replaces one plane by its cubic B-spline coefficients (mirror boundaries, pole √3 − 2).
 void CKernels_bspline_prefilter(float *plane, int w, int h);
+
+/// out[i] = scale × (a uniform value in [-1, 1), a multiple of 2^-23), a pure function of
+/// (key, i): a counter-based generator (two rounds of a 32-bit multiply–xorshift hash) that
+/// vectorises and needs no state.
+void CKernels_uniform_noise(float *out, size_t n, uint64_t key, float scale);
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,7 @@ public enum AffineWarp {
   ///
   /// - Parameters:
   ///   - backward: output (x, y) → input (x, y).
-  ///   - interpolation: `nearest` or `bilinear` (others go through `Remap`).
+  ///   - interpolation: any; `bspline` prefilters a copy of the image first.
   public static func warp(
     image: Image, mask: Image?, backward m: Affine2D, outputWidth ow: Int, outputHeight oh: Int,
     interpolation: Interpolation, border: BorderMode, fill: Float = 0, threads: Int = 1
@@ -50,6 +50,9 @@ public enum AffineWarp {
     }
   }
 
+  /// Bytes of per-thread scratch the row sampler needs for rows of `width` pixels.
+  static func scratchBytes(width: Int) -> Int { max(width, 1) * 72 + 64 }
+
   typealias RowKernel = @Sendable (
     UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, Range<Int>,
     UnsafeMutableRawPointer
@@ -61,9 +64,10 @@ public enum AffineWarp {
     border: BorderMode, fill: Float, threads: Int, kernel: RowKernel
   ) -> (image: Image, mask: Image?) {
     precondition(image.pixelType == .float32, "warps take float32 images")
-    precondition(interpolation == .bilinear || interpolation == .nearest, "the fused warps do nearest and bilinear")
     precondition(mask == nil || (mask?.channels == 1 && mask?.pixelType != .float32), "masks are one integer channel")
-    let src = image.floatSamples()
+    var samples = image.floatSamples()
+    if interpolation == .bspline { Remap.prefilter(&samples, width: image.width, height: image.height, channels: image.channels) }
+    let src = samples
     var out = [Float](repeating: 0, count: image.channels * ow * oh)
     let maskBytes = Int32(mask?.pixelType.byteWidth ?? 0)
     let maskSource = mask?.storage ?? .uint8([])
@@ -75,7 +79,7 @@ public enum AffineWarp {
         let chunks = max(1, min(oh, threads * 4))
         // Chunk k writes only its own output rows of both outputs.
         parallelFor(chunks: chunks, threads: threads) { k in
-          let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(ow, 1) * 40 + 64, alignment: 64)
+          let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes(width: ow), alignment: 64)
           defer { scratch.deallocate() }
           src.withUnsafeBufferPointer { s in
             maskSource.withUnsafeBytes { ms in

@@ -21,6 +21,9 @@ public enum Border {
     let last = Float(n - 1)
     if x >= 0 && x <= last { return x }
     let period = 2 * last
+    // One reflection: exact (−x and period − x need no rounding, by Sterbenz's lemma).
+    if x < 0 && x >= -last { return -x }
+    if x > last && x <= period { return period - x }
     var r = x.truncatingRemainder(dividingBy: period)
     if r < 0 { r += period }
     return r > last ? period - r : r

@@ -1,18 +1,18 @@
 import SegCore
 
 /// Applies a run of consecutive geometric stages to an image and its mask with one
-/// resampling, choosing the fastest exact route: a single affine stage (bilinear or
-/// nearest) goes through `AffineWarp`; a single displacement field (bilinear or nearest)
-/// through the fused displacement warp below; anything else through `SourceMap.compose`
-/// and `Remap`.
+/// resampling, choosing the fastest exact route: a single affine stage goes through
+/// `AffineWarp`, a single displacement field through its fused displacement warp (both
+/// compute coordinates on the fly and sample image and mask in one pass); several stages
+/// through `SourceMap.compose` and `Remap`. Both routes share the C row sampler, so they
+/// give the same bytes.
 public enum GeometricGroup {
   public static func apply(
     image: Image, mask: Image?, layers: [GeometricLayer], interpolation: Interpolation, fill: Float = 0,
     threads: Int = 1
   ) -> (image: Image, mask: Image?) {
     precondition(!layers.isEmpty, "a geometric group has at least one layer")
-    let fast = interpolation == .bilinear || interpolation == .nearest
-    if layers.count == 1, fast, let layer = layers.first {
+    if layers.count == 1, let layer = layers.first {
       switch layer.map {
       case .affine(let m):
         return AffineWarp.warp(

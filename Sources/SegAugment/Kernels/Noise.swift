@@ -1,19 +1,17 @@
+import CKernels
 import SegCore
 
-/// Bulk random numbers from a `RandomStream`, for fields and noise. Each 64-bit draw gives
-/// two 24-bit uniforms, so a field of n values costs n / 2 draws.
+/// Bulk random numbers from a `RandomStream`, for fields and noise. Uniform fields come from a
+/// counter-based generator keyed by one draw; Gaussian noise takes two 24-bit uniforms from
+/// each 64-bit draw (Box–Muller).
 public enum Noise {
-  /// Fills `out` with uniforms in [−1, 1) (multiples of 2⁻²³), advancing `rng`.
-  public static func uniformSymmetric(_ out: UnsafeMutableBufferPointer<Float>, rng: inout RandomStream) {
-    let n = out.count
-    var i = 0
-    while i + 1 < n {
-      let r = rng.next()
-      out[i] = Float(r >> 40) * 0x1p-23 - 1
-      out[i + 1] = Float((r >> 8) & 0xFF_FFFF) * 0x1p-23 - 1
-      i += 2
-    }
-    if i < n { out[i] = Float(rng.next() >> 40) * 0x1p-23 - 1 }
+  /// Fills `out` with `scale` × uniforms in [−1, 1) (multiples of 2⁻²³), one draw from `rng`
+  /// as the key of a counter-based generator (value i depends only on the key and i; in C,
+  /// vectorised).
+  public static func uniformSymmetric(_ out: UnsafeMutableBufferPointer<Float>, scale: Float = 1, rng: inout RandomStream) {
+    let key = rng.next()
+    guard let base = out.baseAddress else { return }
+    CKernels_uniform_noise(base, out.count, key, scale)
   }
 
   /// Fills `out` with standard normal values (Box–Muller on 24-bit uniforms, both halves).

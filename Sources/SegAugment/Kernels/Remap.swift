@@ -43,6 +43,15 @@ public enum Remap {
   ///     `bspline` taps that fall outside (the coordinates themselves are already folded).
   ///   - fill: the value where the map holds NaN (constant border).
   /// - Complexity: O(C · output pixels · taps), plus the prefilter for `bspline`.
+  /// Replaces each channel plane by its cubic B-spline coefficients (what `bspline`
+  /// sampling reads).
+  static func prefilter(_ planes: inout [Float], width w: Int, height h: Int, channels c: Int) {
+    planes.withUnsafeMutableBufferPointer { p in
+      guard let base = p.baseAddress else { return }
+      for ch in 0..<c { CKernels_bspline_prefilter(base + ch * w * h, Int32(w), Int32(h)) }
+    }
+  }
+
   public static func image(
     _ source: Image, map: SourceMap, interpolation: Interpolation, border: BorderMode = .reflect, fill: Float = 0,
     threads: Int = 1
@@ -52,12 +61,7 @@ public enum Remap {
     let h = source.height
     let c = source.channels
     var src = source.floatSamples()
-    if interpolation == .bspline {
-      src.withUnsafeMutableBufferPointer { p in
-        guard let base = p.baseAddress else { return }
-        for ch in 0..<c { CKernels_bspline_prefilter(base + ch * w * h, Int32(w), Int32(h)) }
-      }
-    }
+    if interpolation == .bspline { prefilter(&src, width: w, height: h, channels: c) }
     let coefficients = src
     let ow = map.width
     let oh = map.height
@@ -67,6 +71,8 @@ public enum Remap {
       let chunks = max(1, min(oh, threads * 4))
       // Chunk k writes only its output rows (in every channel).
       parallelFor(chunks: chunks, threads: threads) { k in
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: AffineWarp.scratchBytes(width: ow), alignment: 64)
+        defer { scratch.deallocate() }
         coefficients.withUnsafeBufferPointer { s in
           map.x.withUnsafeBufferPointer { mx in
             map.y.withUnsafeBufferPointer { my in
@@ -74,7 +80,7 @@ public enum Remap {
               CKernels_remap(
                 s.baseAddress, Int32(w), Int32(h), Int32(c), output.baseAddress, Int32(ow), Int32(oh), mx.baseAddress,
                 my.baseAddress, CKernelCodes.interpolation(interpolation), CKernelCodes.border(border), fill,
-                Int32(rows.lowerBound), Int32(rows.upperBound))
+                Int32(rows.lowerBound), Int32(rows.upperBound), scratch)
             }
           }
         }
