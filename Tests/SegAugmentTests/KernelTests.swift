@@ -246,6 +246,27 @@ func randomAffine(_ rng: inout RandomStream, width: Int, height: Int) -> Affine2
     #expect(u.allSatisfy { $0 >= -1 && $0 < 1 && ($0 + 1) * 0x1p23 == (($0 + 1) * 0x1p23).rounded() })
   }
 
+  /// The fused noise + filter kernel gives the bytes of the two steps one after the other.
+  @Test func smoothedNoiseEqualsNoiseThenFilter() {
+    for seed in seeds(12) {
+      var rng = RandomStream(seed: seed, path: [11])
+      let w = 1 + rng.nextInt(below: 70)
+      let h = 1 + rng.nextInt(below: 70)
+      let k = Gaussian.kernel(sigma: rng.uniform(0.5, 5))
+      var a = rng
+      var b = rng
+      var fused = [Float](repeating: .nan, count: w * h)
+      fused.withUnsafeMutableBufferPointer { Gaussian.smoothedNoise($0, width: w, height: h, kernel: k, scale: 7, rng: &a) }
+      var steps = [Float](repeating: 0, count: w * h)
+      steps.withUnsafeMutableBufferPointer { p in
+        Noise.uniformSymmetric(p, scale: 7, rng: &b)
+        Gaussian.filter(p, width: w, height: h, kernel: k, edge: .zero)
+      }
+      #expect(fused == steps, "seed \(seed): \(w) × \(h), \(k.count) taps")
+      #expect(a.next() == b.next())
+    }
+  }
+
   /// dx = α · (G ⊛ U) with U iid uniform(−1, 1) (variance 1/3): in the interior, where the
   /// kernel lies wholly inside, Var(dx) = α² / 3 · (Σ k_i²)² for the 2-D separable kernel.
   @Test func simardDisplacementStatisticsMatchTheory() {

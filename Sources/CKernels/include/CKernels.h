@@ -71,6 +71,11 @@ void CKernels_remap_mask(const void *src, int w, int h, void *dst, int ow, int o
 void CKernels_separable_filter(float *plane, int w, int h, const float *kernel, int r, int edge,
                                float *scratch);
 
+/// CKernels_uniform_noise (key, scale) into `plane`, then CKernels_separable_filter with zeros
+/// outside, in one pass over memory: the same values as the two calls, bit for bit.
+void CKernels_smoothed_noise(float *plane, int w, int h, const float *kernel, int r, uint64_t key,
+                             float scale, float *scratch);
+
 /// Replaces one plane by its cubic B-spline coefficients (mirror boundaries, pole √3 − 2).
 void CKernels_bspline_prefilter(float *plane, int w, int h);
 

@@ -14,13 +14,12 @@ public enum ElasticField {
     let n = width * height
     let k = Gaussian.kernel(sigma: sigma)
     func one(_ rng: inout RandomStream) -> [Float] {
-      var f = [Float](repeating: 0, count: n)
-      f.withUnsafeMutableBufferPointer { p in
+      // Every element is written by the fused noise + filter kernel: no zero fill first.
+      [Float](unsafeUninitializedCapacity: n) { p, count in
         // α scales the noise (the filter is linear), which saves a pass over the field.
-        Noise.uniformSymmetric(p, scale: Float(alpha), rng: &rng)
-        Gaussian.filter(p, width: width, height: height, kernel: k, edge: .zero)
+        Gaussian.smoothedNoise(p, width: width, height: height, kernel: k, scale: Float(alpha), rng: &rng)
+        count = n
       }
-      return f
     }
     let dx = one(&rng)
     let dy = one(&rng)

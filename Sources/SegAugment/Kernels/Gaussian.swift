@@ -41,6 +41,24 @@ public enum Gaussian {
     }
   }
 
+  /// `Noise.uniformSymmetric(plane, scale:, rng:)` followed by `filter(plane, …, edge: .zero)`,
+  /// bit for bit, in one pass over memory (the noise of a row goes straight into the row
+  /// filter). One draw from `rng`.
+  public static func smoothedNoise(
+    _ plane: UnsafeMutableBufferPointer<Float>, width: Int, height: Int, kernel k: [Float], scale: Float,
+    rng: inout RandomStream
+  ) {
+    precondition(plane.count == width * height, "plane size mismatch")
+    let key = rng.next()
+    guard let base = plane.baseAddress, width > 0, height > 0 else { return }
+    let r = k.count / 2
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: width * height + width + 2 * r)
+    defer { scratch.deallocate() }
+    k.withUnsafeBufferPointer { kp in
+      CKernels_smoothed_noise(base, Int32(width), Int32(height), kp.baseAddress, Int32(r), key, scale, scratch)
+    }
+  }
+
   /// A Gaussian-blurred copy of a float32 image (every channel; reflect border).
   public static func blur(_ image: Image, sigma: Double) -> Image {
     guard sigma > 0 else { return image }
