@@ -177,36 +177,40 @@ public enum TIFFCodec {
     let bytes = bps == 1 ? 1 : bps / 8
     let planeBytes = plane * bytes
     var message = [CChar](repeating: 0, count: 512)
-    var raw = [UInt8](repeating: 0, count: planeBytes * spp)
-    let rc = raw.withUnsafeMutableBufferPointer {
-      CCodecShims_tiff_read_planar(reader, $0.baseAddress, planeBytes, &message, message.count)
-    }
-    guard rc == 0 else { throw codecError(rc, message) }
-
-    func typed<T>(_: T.Type) -> [T] {
-      raw.withUnsafeBytes { Array($0.bindMemory(to: T.self)) }
+    var rc: Int32 = 0
+    /// The samples decoded straight into an array of their type (no zero fill, no copy).
+    func samples<T>(_: T.Type) -> [T] {
+      let count = planeBytes * spp / MemoryLayout<T>.stride
+      return [T](unsafeUninitializedCapacity: count) { out, initialized in
+        let raw = UnsafeMutableRawBufferPointer(out)
+        rc = CCodecShims_tiff_read_planar(
+          reader, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), planeBytes, &message, message.count)
+        if rc != 0 { raw.initializeMemory(as: UInt8.self, repeating: 0) }
+        initialized = count
+      }
     }
     var image: Image
     switch (bps, format) {
     case (1, _), (8, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: raw)
+      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt8.self))
     case (8, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(Int8.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: samples(Int8.self).map { Float($0) })
     case (16, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(UInt16.self))
+      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt16.self))
     case (16, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(Int16.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: samples(Int16.self).map { Float($0) })
     case (16, 3):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(UInt16.self).map { halfToFloat($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt16.self).map { halfToFloat($0) })
     case (32, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(UInt32.self))
+      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt32.self))
     case (32, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(Int32.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: samples(Int32.self).map { Float($0) })
     case (32, 3):
-      image = Image(width: width, height: height, channels: spp, pixels: typed(Float.self))
+      image = Image(width: width, height: height, channels: spp, pixels: samples(Float.self))
     default:  // (64, 3)
-      image = Image(width: width, height: height, channels: spp, pixels: typed(Double.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: samples(Double.self).map { Float($0) })
     }
+    guard rc == 0 else { throw codecError(rc, message) }
     if page.photometric == 3 && options.palette == .expand && spp == 1 && image.pixelType.isInteger {
       image = try expandPalette(reader, image, bits: bps)
     }
