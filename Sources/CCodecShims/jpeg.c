@@ -135,8 +135,12 @@ int CCodecShims_jpeg_read(CCodecShims_jpeg_reader *r, uint8_t *pixels, size_t ca
     while (r->cinfo.output_scanline < r->cinfo.output_height) {
         uint8_t *row = pixels + (size_t)r->cinfo.output_scanline * row_bytes;
         if (!cmyk) {
-            JSAMPROW rows[1] = {row};
-            jpeg_read_scanlines(&r->cinfo, rows, 1);
+            // Up to 16 rows per call (an MCU row at most), straight into the output.
+            JSAMPROW rows[16];
+            JDIMENSION left = r->cinfo.output_height - r->cinfo.output_scanline;
+            JDIMENSION count = left < 16 ? left : 16;
+            for (JDIMENSION i = 0; i < count; i++) rows[i] = row + (size_t)i * row_bytes;
+            if (jpeg_read_scanlines(&r->cinfo, rows, count) == 0 || r->err.truncated) break;
             continue;
         }
         JSAMPROW rows[1] = {scratch};
