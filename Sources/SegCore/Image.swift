@@ -118,6 +118,25 @@ public enum PixelStorage: Sendable, Equatable {
     }
   }
 
+  /// Storage of `count` samples of `type` whose bytes `initialize` writes, every one of them
+  /// (no zero fill first: for outputs a kernel overwrites anyway).
+  public static func filled(
+    _ type: PixelType, count: Int, by initialize: (UnsafeMutableRawBufferPointer) throws -> Void
+  ) rethrows -> PixelStorage {
+    func make<T>(_: T.Type) throws -> [T] {
+      try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        try initialize(UnsafeMutableRawBufferPointer(buffer))
+        initialized = count
+      }
+    }
+    switch type {
+    case .uint8: return .uint8(try make(UInt8.self))
+    case .uint16: return .uint16(try make(UInt16.self))
+    case .uint32: return .uint32(try make(UInt32.self))
+    case .float32: return .float32(try make(Float.self))
+    }
+  }
+
   /// Zero-filled storage of `count` samples of `type`.
   public static func zeros(_ type: PixelType, count: Int) -> PixelStorage {
     switch type {

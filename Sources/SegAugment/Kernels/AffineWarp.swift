@@ -68,13 +68,13 @@ public enum AffineWarp {
     var samples = image.floatSamples()
     if interpolation == .bspline { Remap.prefilter(&samples, width: image.width, height: image.height, channels: image.channels) }
     let src = samples
-    var out = [Float](repeating: 0, count: image.channels * ow * oh)
     let maskBytes = Int32(mask?.pixelType.byteWidth ?? 0)
     let maskSource = mask?.storage ?? .uint8([])
-    var maskOut = PixelStorage.zeros(mask?.pixelType ?? .uint8, count: mask == nil ? 0 : ow * oh)
-    out.withUnsafeMutableBufferPointer { dst in
-      maskOut.withUnsafeMutableBytes { mdst in
-        let output = DisjointWrites(dst)
+    // The kernel writes every sample of both outputs, so neither is zero-filled first.
+    var out = PixelStorage.uint8([])
+    let maskOut = PixelStorage.filled(mask?.pixelType ?? .uint8, count: mask == nil ? 0 : ow * oh) { mdst in
+      out = PixelStorage.filled(.float32, count: image.channels * ow * oh) { dst in
+        let output = DisjointWrites(dst.bindMemory(to: Float.self))
         let maskOutput = DisjointWrites(mdst.bindMemory(to: UInt8.self))
         let chunks = max(1, min(oh, threads * 4))
         // Chunk k writes only its own output rows of both outputs.
@@ -93,7 +93,7 @@ public enum AffineWarp {
         }
       }
     }
-    let warped = Image(width: ow, height: oh, channels: image.channels, pixels: out)
+    let warped = Image(width: ow, height: oh, channels: image.channels, storage: out)
     guard mask != nil else { return (warped, nil) }
     return (warped, Image(width: ow, height: oh, storage: maskOut))
   }

@@ -65,9 +65,9 @@ public enum Remap {
     let coefficients = src
     let ow = map.width
     let oh = map.height
-    var out = [Float](repeating: fill, count: c * ow * oh)
-    out.withUnsafeMutableBufferPointer { dst in
-      let output = DisjointWrites(dst)
+    // The kernel writes every output sample (fill included): no zero fill first.
+    let out = PixelStorage.filled(.float32, count: c * ow * oh) { raw in
+      let output = DisjointWrites(raw.bindMemory(to: Float.self))
       let chunks = max(1, min(oh, threads * 4))
       // Chunk k writes only its output rows (in every channel).
       parallelFor(chunks: chunks, threads: threads) { k in
@@ -86,7 +86,7 @@ public enum Remap {
         }
       }
     }
-    return Image(width: ow, height: oh, channels: c, pixels: out)
+    return Image(width: ow, height: oh, channels: c, storage: out)
   }
 
   /// Samples a one-channel integer label mask nearest-neighbour (values are copied, never
@@ -94,9 +94,9 @@ public enum Remap {
   public static func mask(_ source: Image, map: SourceMap, threads: Int = 1) -> Image {
     precondition(source.channels == 1 && source.pixelType != .float32, "Remap.mask takes one-channel integer masks")
     let bytes = Int32(source.pixelType.byteWidth)
-    var out = PixelStorage.zeros(source.pixelType, count: map.width * map.height)
     let src = source.storage
-    out.withUnsafeMutableBytes { dst in
+    // The kernel writes every output sample (0 where the map holds NaN).
+    let out = PixelStorage.filled(source.pixelType, count: map.width * map.height) { dst in
       let output = DisjointWrites(dst.bindMemory(to: UInt8.self))
       let chunks = max(1, min(map.height, threads * 4))
       // Chunk k writes only its output rows.
