@@ -57,9 +57,13 @@ let package = Package(
       exclude: ["README.md"]),
     .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
     .target(
+      name: "SegExport", dependencies: ["SegCore", "SegIO", "SegAugment", "SegTiling", "SegRender", "SegTrain"],
+      exclude: ["README.md"]),
+    .target(
       name: "SegWorkflow",
       dependencies: [
         "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
+        "SegExport",
       ],
       exclude: ["README.md"]),
     .target(

@@ -133,8 +133,11 @@ public struct Predictor {
     return Image(width: width, height: height, pixels: labels.map { UInt16($0) })
   }
 
-  /// Predicts every image and writes DIR/NAME.png and DIR/NAME.prob.tif (K float32 planes).
-  public func run(images: [String], outputDirectory: String, log: (String) -> Void) throws -> [String] {
+  /// Predicts every image and writes DIR/NAME.png and DIR/NAME.prob.tif (K float32 pages) or
+  /// DIR/NAME.prob.npy.
+  public func run(
+    images: [String], outputDirectory: String, probabilityFormat: ProbabilityFormat = .tif, log: (String) -> Void
+  ) throws -> [String] {
     try FileIO.makeDirectories(outputDirectory)
     var written: [String] = []
     for path in images {
@@ -144,11 +147,10 @@ public struct Predictor {
       let labels = Predictor.labels(p)
       let stem = ImageFiles.stem(path)
       let labelPath = outputDirectory + "/" + stem + ".png"
-      let probPath = outputDirectory + "/" + stem + ".prob.tif"
+      let probPath = outputDirectory + "/" + stem + probabilityFormat.suffix
       let label = Predictor.labelImage(labels, width: image.width, height: image.height, classes: model.configuration.classes)
       try FileIO.writeAtomically(try PNGCodec.encode(label), to: labelPath)
-      try FileIO.writeAtomically(
-        try TIFFCodec.encode([p], options: .init(compression: .deflate, predictor: true, separatePlanes: true, rgb: false)), to: probPath)
+      try FileIO.writeAtomically(try probabilityFormat.encode(p), to: probPath)
       log(String(format: "%@: %d × %d → %@ and %@ (%.2f s)", path, image.width, image.height, labelPath, probPath, Date().timeIntervalSince(start)))
       written.append(labelPath)
     }

@@ -192,6 +192,9 @@ struct Predict: ParsableCommand {
   @Option(help: "Threads.")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+  @Option(help: "Probabilities as tif (one float32 page per class) or npy (K × H × W float32).")
+  var probFormat: ProbabilityFormat = .tif
+
   func validate() throws {
     guard tile >= 1 else { throw ValidationError("--tile must be positive") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -203,8 +206,8 @@ struct Predict: ParsableCommand {
     var files: [String] = []
     for p in images { files += FileIO.isDirectory(p) ? try ImageFiles.list(p) : [p] }
     guard !files.isEmpty else { throw ValidationError("no image files given") }
-    let written = try predictor.run(images: files, outputDirectory: out) { print($0) }
-    print("wrote \(written.count) label images and probability TIFFs to \(out)/")
+    let written = try predictor.run(images: files, outputDirectory: out, probabilityFormat: probFormat) { print($0) }
+    print("wrote \(written.count) label images and probability files to \(out)/")
   }
 }
 

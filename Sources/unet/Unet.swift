@@ -35,7 +35,7 @@ struct Unet: AsyncParsableCommand {
       """,
     version: "0.1.0",
     subcommands: [
-      Prepare.self, PreviewCommand.self, Train.self, Predict.self, Eval.self, Inspect.self, Info.self, Weights.self,
+      Prepare.self, PreviewCommand.self, Train.self, Predict.self, Export.self, Eval.self, Inspect.self, Info.self, Weights.self,
       Fixtures.self, Bench.self,
     ]
   )

@@ -1,0 +1,220 @@
+import Foundation
+import SegCore
+import SegTrain
+
+/// SegTrain's ``UNet`` as an ``ExportableNetwork``: its ONNX graph and the parameter names of
+/// its reference PyTorch module.
+///
+/// The reference module (README, "Export"; `Tests/Interop/unet_reference.py`) generalises
+/// `build_unet` of ../shared/bench/peers.py: `down.{i}` (i = 0 … depth) and `upblock.{i}`
+/// (i = 0 ..< depth) are `nn.Sequential(Conv2d 3×3, [BatchNorm2d], ReLU, Conv2d 3×3,
+/// [BatchNorm2d], ReLU)` (the convolutions have no bias with batch norm), so their tensors are
+/// `down.{i}.{0,2}.{weight,bias}` without batch norm and `down.{i}.{0,3}.weight` +
+/// `down.{i}.{1,4}.{weight,bias,running_mean,running_var,num_batches_tracked}` with it;
+/// `up.{i}` is `ConvTranspose2d(w_{i+1}, w_i, 2, stride=2)` (or, in bilinear mode, a 1×1
+/// `Conv2d` whose output is up-sampled ×2 bilinearly with align_corners=False); `head` is the
+/// 1×1 `Conv2d` to the K classes. Forward: max-pool 2×2 between levels, the skip of level i
+/// centre-cropped to the up-sampled size and concatenated in front of it; the module returns
+/// logits, and the softmax over dim 1 gives `unet predict`'s probabilities.
+///
+/// The ONNX graph has the same structure: Conv (+ BatchNormalization) + Relu per unit, MaxPool,
+/// ConvTranspose (or Conv 1×1 + Resize `linear`/`half_pixel`, which is PyTorch's bilinear
+/// with align_corners=False), Slice for the crop (constant offsets: with valid convolutions
+/// the skip is larger than the up-sampled map by the same number of pixels for every legal
+/// input size, so height and width stay dynamic), Concat, and the 1×1 head.
+public struct UNetLowering: ExportableNetwork {
+  public let model: UNet
+  /// Training steps done (PyTorch's `num_batches_tracked` of every batch norm).
+  public let trainingSteps: Int
+
+  public init(model: UNet, trainingSteps: Int = 0) {
+    self.model = model
+    self.trainingSteps = trainingSteps
+  }
+
+  var cfg: UNetConfiguration { model.configuration }
+
+  public var architecture: String { "U-Net" }
+  public var inputChannels: Int { cfg.inputChannels }
+  public var classes: Int { cfg.classes }
+  public var parameterCount: Int { model.parameterCount }
+
+  public var configuration: JSONValue {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(cfg), let value = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+      return .null
+    }
+    return value
+  }
+
+  public var sizes: InputSizes {
+    let step = 1 << cfg.depth
+    switch cfg.padding {
+    case .same:
+      // Every convolution sees zeros at the border: `unet predict` gives each tile 2^depth
+      // pixels of context per side, and so does the halo.
+      return InputSizes(min: step, step: step, outputOffset: 0, halo: step)
+    case .valid:
+      guard let min = cfg.nearestLegalInputSize(atLeast: 1), let out = cfg.outputSize(forInput: min) else {
+        preconditionFailure("UNetLowering: a valid U-Net of depth \(cfg.depth) has no legal input size")
+      }
+      return InputSizes(min: min, step: step, outputOffset: out - min, halo: 0)
+    }
+  }
+
+  public func probabilities(_ input: Tensor) -> Tensor { model.predict(input) }
+
+  // MARK: - Names
+
+  /// A tensor of the reference module bound to one of our views.
+  struct Binding {
+    var torchName: String
+    var view: ParameterView
+    var isState: Bool
+  }
+
+  /// Every tensor of the reference module's state_dict (num_batches_tracked aside), in
+  /// state_dict order, with the view holding its values.
+  func bindings() -> [Binding] {
+    var out: [Binding] = []
+    func bind(_ torch: String, _ ours: String) {
+      if let v = model.parameterViews.first(where: { $0.name == ours }) {
+        out.append(Binding(torchName: torch, view: v, isState: false))
+      } else if let v = model.stateViews.first(where: { $0.name == ours }) {
+        out.append(Binding(torchName: torch, view: v, isState: true))
+      } else {
+        preconditionFailure("UNetLowering: the network has no tensor \(ours)")
+      }
+    }
+    func block(_ prefix: String) {
+      for u in 1...2 {
+        let index = (u - 1) * (cfg.batchNorm ? 3 : 2)
+        let unit = "\(prefix).unit\(u)"
+        bind("\(prefix).\(index).weight", unit + ".conv.weight")
+        if cfg.batchNorm {
+          for t in ["weight", "bias", "running_mean", "running_var"] { bind("\(prefix).\(index + 1).\(t)", "\(unit).bn.\(t)") }
+        } else {
+          bind("\(prefix).\(index).bias", unit + ".conv.bias")
+        }
+      }
+    }
+    for i in 0...cfg.depth { block("down.\(i)") }
+    for i in 0..<cfg.depth {
+      bind("up.\(i).weight", "up.\(i).weight")
+      bind("up.\(i).bias", "up.\(i).bias")
+    }
+    for i in 0..<cfg.depth { block("upblock.\(i)") }
+    bind("head.weight", "head.weight")
+    bind("head.bias", "head.bias")
+    return out
+  }
+
+  func values(_ b: Binding) -> [Float] {
+    Array((b.isState ? model.state : model.parameters)[b.view.range])
+  }
+
+  public func stateDict() -> [StateTensor] {
+    var out: [StateTensor] = []
+    for b in bindings() {
+      out.append(StateTensor(name: b.torchName, shape: b.view.shape, values: .float32(values(b))))
+      if b.torchName.hasSuffix(".running_var") {
+        let module = String(b.torchName.dropLast(".running_var".count))
+        out.append(StateTensor(name: module + ".num_batches_tracked", shape: [], values: .int64([Int64(trainingSteps)])))
+      }
+    }
+    return out
+  }
+
+  // MARK: - Graph
+
+  /// Per level i < depth, the pixels to cut from the skip's top/left and bottom/right so it
+  /// matches the up-sampled map (the same for every legal input size; checked).
+  func cropOffsets() -> [(top: Int, bottom: Int)] {
+    let s = sizes
+    let a = Self.levelSizes(cfg, input: s.min)
+    let b = Self.levelSizes(cfg, input: s.min + s.step)
+    precondition(zip(a.skip, a.up).map(-) == zip(b.skip, b.up).map(-), "UNetLowering: crop offsets depend on the input size")
+    return zip(a.skip, a.up).map { skip, up in ((skip - up) / 2, skip - up - (skip - up) / 2) }
+  }
+
+  /// Per level i < depth: the skip's size and the up-sampled map's size for input size n.
+  static func levelSizes(_ cfg: UNetConfiguration, input n: Int) -> (skip: [Int], up: [Int]) {
+    let shrink = cfg.padding == .valid ? 4 : 0  // two 3×3 convolutions
+    var s = n
+    var skip: [Int] = []
+    for i in 0...cfg.depth {
+      s -= shrink
+      if i < cfg.depth {
+        skip.append(s)
+        s /= 2
+      }
+    }
+    var up = [Int](repeating: 0, count: cfg.depth)
+    for i in (0..<cfg.depth).reversed() {
+      up[i] = 2 * s
+      s = up[i] - shrink
+    }
+    return (skip, up)
+  }
+
+  public func lower(into g: inout ONNX.GraphBuilder, input: String) -> String {
+    let lookup = Dictionary(uniqueKeysWithValues: bindings().map { ($0.torchName, $0) })
+    func weight(_ torch: String) -> String {
+      guard let b = lookup[torch] else { preconditionFailure("UNetLowering: no tensor \(torch)") }
+      return g.constant(torch, floats: values(b), shape: b.view.shape)
+    }
+    let pad = cfg.padding == .same ? 1 : 0
+    func block(_ x: String, _ prefix: String, _ label: String) -> String {
+      var x = x
+      for u in 1...2 {
+        let index = (u - 1) * (cfg.batchNorm ? 3 : 2)
+        var inputs = [x, weight("\(prefix).\(index).weight")]
+        if !cfg.batchNorm { inputs.append(weight("\(prefix).\(index).bias")) }
+        x = g.add("Conv", inputs, [("kernel_shape", .ints([3, 3])), ("pads", .ints([pad, pad, pad, pad])), ("strides", .ints([1, 1]))], name: "\(label).conv\(u)")
+        if cfg.batchNorm {
+          let bn = "\(prefix).\(index + 1)"
+          x = g.add(
+            "BatchNormalization", [x, weight(bn + ".weight"), weight(bn + ".bias"), weight(bn + ".running_mean"), weight(bn + ".running_var")],
+            [("epsilon", .float(1e-5))], name: "\(label).bn\(u)")
+        }
+        x = g.add("Relu", [x], name: "\(label).relu\(u)")
+      }
+      return x
+    }
+    var x = input
+    var skips: [String] = []
+    for i in 0...cfg.depth {
+      x = block(x, "down.\(i)", "down\(i)")
+      if i < cfg.depth {
+        skips.append(x)
+        x = g.add("MaxPool", [x], [("kernel_shape", .ints([2, 2])), ("strides", .ints([2, 2]))], name: "pool\(i)")
+      }
+    }
+    let crops = cropOffsets()
+    var scales: String? = nil
+    for i in (0..<cfg.depth).reversed() {
+      switch cfg.upMode {
+      case .transposed:
+        x = g.add("ConvTranspose", [x, weight("up.\(i).weight"), weight("up.\(i).bias")], [("kernel_shape", .ints([2, 2])), ("strides", .ints([2, 2]))], name: "up\(i)")
+      case .bilinear:
+        x = g.add("Conv", [x, weight("up.\(i).weight"), weight("up.\(i).bias")], [("kernel_shape", .ints([1, 1]))], name: "up\(i).conv")
+        let s = scales ?? g.constant("upsample_scales", floats: [1, 1, 2, 2], shape: [4])
+        scales = s
+        x = g.add("Resize", [x, "", s], [("coordinate_transformation_mode", .string("half_pixel")), ("mode", .string("linear"))], name: "up\(i).resize")
+      }
+      var skip = skips[i]
+      let (top, bottom) = crops[i]
+      if top + bottom > 0 {
+        let starts = g.constant("crop\(i).starts", int64s: [Int64(top), Int64(top)], shape: [2])
+        let end: Int64 = bottom > 0 ? -Int64(bottom) : Int64.max
+        let ends = g.constant("crop\(i).ends", int64s: [end, end], shape: [2])
+        let axes = g.constant("crop\(i).axes", int64s: [2, 3], shape: [2])
+        skip = g.add("Slice", [skip, starts, ends, axes], name: "crop\(i)")
+      }
+      x = g.add("Concat", [skip, x], [("axis", .int(1))], name: "cat\(i)")
+      x = block(x, "upblock.\(i)", "upblock\(i)")
+    }
+    return g.add("Conv", [x, weight("head.weight"), weight("head.bias")], [("kernel_shape", .ints([1, 1]))], name: "head")
+  }
+}
