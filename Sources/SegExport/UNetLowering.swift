@@ -56,7 +56,8 @@ public struct UNetLowering: ExportableNetwork {
       // pixels of context per side, and so does the halo.
       return InputSizes(min: step, step: step, outputOffset: 0, halo: step)
     case .valid:
-      guard let min = cfg.nearestLegalInputSize(atLeast: 1), let out = cfg.outputSize(forInput: min) else {
+      // Legal sizes are every 2^depth-th from the first one, which lies below 2^(depth+5).
+      guard let min = cfg.legalInputSizes(in: 1...(1 << (cfg.depth + 5))).first, let out = cfg.outputSize(forInput: min) else {
         preconditionFailure("UNetLowering: a valid U-Net of depth \(cfg.depth) has no legal input size")
       }
       return InputSizes(min: min, step: step, outputOffset: out - min, halo: 0)
