@@ -102,6 +102,8 @@ let package = Package(
       dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
+      name: "SegExportTests", dependencies: ["SegCore", "SegIO", "SegAugment", "SegTrain", "SegExport", "SegTestSupport"]),
+    .testTarget(
       name: "UnetCLITests",
       dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport", "unet"]),
   ]

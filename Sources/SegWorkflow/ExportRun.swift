@@ -75,7 +75,7 @@ public struct ExportRun {
     switch o.format {
     case .onnx:
       let bytes = try exporter.onnx(normalizationInGraph: o.normalizationInGraph)
-      try FileIO.writeAtomically(bytes, to: o.output)
+      try write(bytes, to: o.output)
       files.append((o.output, bytes.count))
       notes.append(
         o.normalizationInGraph || normalization.stages.isEmpty
@@ -83,23 +83,36 @@ public struct ExportRun {
           : "normalisation (apply before the graph; also in the metadata 'normalization'): \(normalization.summary)")
     case .safetensors:
       let bytes = exporter.safetensors()
-      try FileIO.writeAtomically(bytes, to: o.output)
+      try write(bytes, to: o.output)
       files.append((o.output, bytes.count))
       notes.append("normalisation (apply before the module; also in the metadata): \(normalization.summary)")
     case .bioimageio:
       let (samplePath, sample) = try loadSample(o.sample, checkpoint: checkpoint)
+      guard sample.channels == network.inputChannels else {
+        throw ExportError(.badSample, path: samplePath, "has \(sample.channels) channel(s); the network takes \(network.inputChannels)")
+      }
       let options = BioimageioOptions(
         name: o.name ?? defaultName(o.checkpoint), description: o.description ?? defaultDescription(network, checkpoint),
         authors: o.authors.isEmpty ? ["swift-unet user"] : o.authors, license: o.license, timestamp: timestamp(of: o.checkpoint),
         trainingData: trainingData(checkpoint), training: trainingDetails(checkpoint, normalization),
         validation: validationSummary(near: o.checkpoint), sampleDescription: ImageFiles.stem(samplePath))
       let package = try exporter.bioimageioPackage(sample: sample, options: options)
-      try FileIO.writeAtomically(package.zip, to: o.output)
+      try write(package.zip, to: o.output)
       files.append((o.output, package.zip.count))
       files += package.members.map { (o.output + "!" + $0.name, $0.bytes) }
       notes.append("test tensors cut from \(samplePath); preprocessing: \(normalization.summary)")
     }
     return Summary(files: files, seconds: Date().timeIntervalSince(start), notes: notes)
+  }
+
+  /// Writes atomically, making the folder first; errors name `path` (not the temporary file).
+  static func write(_ bytes: [UInt8], to path: String) throws(FileIOError) {
+    do {
+      try FileIO.makeDirectories(FileIO.parentDirectory(of: path))
+      try FileIO.writeAtomically(bytes, to: path)
+    } catch {
+      throw FileIOError(code: error.code, path: path, message: error.message)
+    }
   }
 
   /// Facts about the checkpoint kept in the exported files' metadata.
