@@ -107,4 +107,10 @@ public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
 
   /// The input size (per axis) whose output has size `n`, or nil when no input gives it.
   public func inputSize(forOutput n: Int) -> Int? { geometry.inputSize(forOutput: n) }
+
+  /// The legal input sizes in a range, ascending.
+  public func legalInputSizes(in range: ClosedRange<Int>) -> [Int] { geometry.legalInputSizes(in: range) }
+
+  /// The smallest legal input size ≥ n.
+  public func nearestLegalInputSize(atLeast n: Int) -> Int? { geometry.nearestLegalInputSize(atLeast: n) }
 }
