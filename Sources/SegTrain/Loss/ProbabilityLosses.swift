@@ -93,9 +93,10 @@ enum ProbabilityLoss {
         let union = sumP + sumT - inter
         guard union > 0 else { continue }
         total += 1 - inter / union
-        // dL/dP_i = −(T_i·U − I·(1 − T_i))/U², per map, then the mean over maps.
+        // dI/dP_i = T_i and dU/dP_i = 1 − T_i, so dL/dP_i = −(T_i·U − I·(1 − T_i))/U²: −1/U on
+        // the target, I/U² off it (per map; then the mean over the maps).
         let k = Double(scale) / maps / (union * union)
-        let onTarget = Float(-k * (union - inter)), offTarget = Float(k * inter)
+        let onTarget = Float(-k * union), offTarget = Float(k * inter)
         for i in 0..<s.plane { d[i] += m.target(n, c, i) > 0 ? onTarget : offTarget }
       }
     }
