@@ -45,6 +45,7 @@ let package = Package(
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegModel", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
@@ -52,17 +53,17 @@ let package = Package(
     .target(
       name: "SegPipeline",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
       ],
       exclude: ["README.md"]),
-    .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
+    .target(name: "SegTrain", dependencies: ["SegCore", "SegModel", "COpenBLAS"], exclude: ["README.md"]),
     .target(
-      name: "SegExport", dependencies: ["SegCore", "SegIO", "SegAugment", "SegTiling", "SegRender", "SegTrain"],
+      name: "SegExport", dependencies: ["SegCore", "SegIO", "SegAugment", "SegModel", "SegTiling", "SegRender", "SegTrain"],
       exclude: ["README.md"]),
     .target(
       name: "SegWorkflow",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
         "SegExport",
       ],
       exclude: ["README.md"]),
@@ -75,7 +76,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -92,6 +93,7 @@ let package = Package(
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
     .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegModelTests", dependencies: ["SegModel"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPreviewTests",
@@ -99,12 +101,13 @@ let package = Package(
     .testTarget(name: "SegRenderTests", dependencies: ["SegRender"]),
     .testTarget(
       name: "SegWorkflowTests",
-      dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
-    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
+      dependencies: ["SegCore", "SegIO", "SegCache", "SegModel", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"],
+      exclude: ["Frozen"]),
+    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegModel", "SegTrain", "SegTestSupport"]),
     .testTarget(
-      name: "SegExportTests", dependencies: ["SegCore", "SegIO", "SegAugment", "SegTrain", "SegExport", "SegTestSupport"]),
+      name: "SegExportTests", dependencies: ["SegCore", "SegIO", "SegAugment", "SegModel", "SegTrain", "SegExport", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests",
-      dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport", "unet"]),
+      dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegModel", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport", "unet"]),
   ]
 )

@@ -1,4 +1,6 @@
+import Foundation
 import SegCore
+import SegModel
 import SegTrain
 
 /// What the exporters need from a trained network. The writers below this (ONNX, zip,
@@ -48,6 +50,20 @@ public struct InputSizes: Sendable, Equatable {
     self.halo = halo
   }
 
+  /// The sizes of a network geometry: a same-padding network keeps the size (multiples of
+  /// 2^depth) and its border sees zero padding, so the halo is the context `unet predict`
+  /// gives each tile (2^depth); a valid one's legal inputs start at the smallest and go up in
+  /// steps of 2^depth, each output smaller by the same amount.
+  public init(_ g: NetworkGeometry) {
+    switch g.padding {
+    case .same:
+      self.init(min: g.sizeMultiple, step: g.sizeMultiple, outputOffset: 0, halo: g.defaultPredictionContext)
+    case .valid:
+      let (input, output) = g.nearestInput(forOutputAtLeast: 1)
+      self.init(min: input, step: g.sizeMultiple, outputOffset: output - input, halo: 0)
+    }
+  }
+
   /// The smallest legal input size whose output, less the halo on both sides, is ≥ `n`.
   public func input(forUsableOutputAtLeast n: Int) -> Int {
     let needed = n + 2 * halo - outputOffset
@@ -77,5 +93,15 @@ public struct StateTensor: Sendable, Equatable {
   public var floats: [Float] {
     if case .float32(let f) = values { return f }
     return []
+  }
+}
+
+extension JSONValue {
+  /// `value` through its `Encodable` conformance (keys sorted; `.null` if it cannot be encoded).
+  static func encoding<T: Encodable>(_ value: T) -> JSONValue {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(value), let v = try? JSONDecoder().decode(JSONValue.self, from: data) else { return .null }
+    return v
   }
 }

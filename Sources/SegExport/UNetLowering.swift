@@ -1,8 +1,9 @@
 import Foundation
 import SegCore
+import SegModel
 import SegTrain
 
-/// SegTrain's ``UNet`` as an ``ExportableNetwork``: its ONNX graph and the parameter names of
+/// SegTrain's U-Net (a ``Network`` of configuration `.unet`) as an ``ExportableNetwork``: its ONNX graph and the parameter names of
 /// its reference PyTorch module.
 ///
 /// The reference module (README, "Export"; `Tests/Interop/unet_reference.py`) generalises
@@ -23,46 +24,27 @@ import SegTrain
 /// the skip is larger than the up-sampled map by the same number of pixels for every legal
 /// input size, so height and width stay dynamic), Concat, and the 1×1 head.
 public struct UNetLowering: ExportableNetwork {
-  public let model: UNet
+  public let model: Network
+  public let cfg: UNetConfiguration
   /// Training steps done (PyTorch's `num_batches_tracked` of every batch norm).
   public let trainingSteps: Int
 
-  public init(model: UNet, trainingSteps: Int = 0) {
+  /// nil when `model` is not a U-Net.
+  public init?(model: Network, trainingSteps: Int = 0) {
+    guard case .unet(let c) = model.configuration else { return nil }
     self.model = model
+    cfg = c
     self.trainingSteps = trainingSteps
   }
-
-  var cfg: UNetConfiguration { model.configuration }
 
   public var architecture: String { "U-Net" }
   public var inputChannels: Int { cfg.inputChannels }
   public var classes: Int { cfg.classes }
   public var parameterCount: Int { model.parameterCount }
 
-  public var configuration: JSONValue {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    guard let data = try? encoder.encode(cfg), let value = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-      return .null
-    }
-    return value
-  }
+  public var configuration: JSONValue { JSONValue.encoding(model.configuration) }
 
-  public var sizes: InputSizes {
-    let step = 1 << cfg.depth
-    switch cfg.padding {
-    case .same:
-      // Every convolution sees zeros at the border: `unet predict` gives each tile 2^depth
-      // pixels of context per side, and so does the halo.
-      return InputSizes(min: step, step: step, outputOffset: 0, halo: step)
-    case .valid:
-      // Legal sizes are every 2^depth-th from the first one, which lies below 2^(depth+5).
-      guard let min = cfg.legalInputSizes(in: 1...(1 << (cfg.depth + 5))).first, let out = cfg.outputSize(forInput: min) else {
-        preconditionFailure("UNetLowering: a valid U-Net of depth \(cfg.depth) has no legal input size")
-      }
-      return InputSizes(min: min, step: step, outputOffset: out - min, halo: 0)
-    }
-  }
+  public var sizes: InputSizes { InputSizes(cfg.geometry) }
 
   public func probabilities(_ input: Tensor) -> Tensor { model.predict(input) }
 

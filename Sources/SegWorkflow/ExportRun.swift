@@ -64,7 +64,10 @@ public struct ExportRun {
     let start = Date()
     let checkpoint = try Checkpoint.read(from: o.checkpoint)
     let normalization = ExportNormalization(stages: Predictor.normalizeStages(checkpoint.metadata))
-    let network = UNetLowering(model: checkpoint.model, trainingSteps: checkpoint.step)
+    guard let network = UNetLowering(model: checkpoint.model, trainingSteps: checkpoint.step) else {
+      throw ExportError(
+        .unsupported, path: o.checkpoint, "export of \(checkpoint.model.configuration.geometry.summary) is not implemented yet (U-Net only)")
+    }
     let exporter = ModelExporter(
       network: network, normalization: normalization, provenance: provenance(checkpoint), producerVersion: version)
     var notes: [String] = []
@@ -158,7 +161,7 @@ public struct ExportRun {
   }
 
   static func defaultDescription(_ n: UNetLowering, _ c: Checkpoint) -> String {
-    let cfg = n.model.configuration
+    let cfg = n.cfg
     return "A \(cfg.padding.rawValue)-padding U-Net (depth \(cfg.depth), base width \(cfg.baseWidth)\(cfg.batchNorm ? ", batch norm" : "")) "
       + "segmenting \(cfg.inputChannels)-channel images into \(cfg.classes) classes, trained \(c.step) steps with swift-unet."
   }

@@ -126,7 +126,7 @@ def check_torch(cases):
     torch.set_num_threads(1)
     for case in cases:
         name = case["name"]
-        cfg = {k: v for k, v in case["network"].items() if k != "version"}
+        cfg = {k: v for k, v in case["network"].items() if k not in ("version", "architecture")}
         state = load_file(case["safetensors"])
         model = UNet(**cfg)
         model.load_state_dict(state, strict=True)

@@ -8,7 +8,7 @@ configuration is in the file's metadata ("network", the keys below):
     import json
     with safe_open("last.safetensors", "pt") as f:
         cfg = json.loads(f.metadata()["network"])
-    model = UNet(**{k: v for k, v in cfg.items() if k != "version"})
+    model = UNet(**{k: v for k, v in cfg.items() if k not in ("version", "architecture")})
     model.load_state_dict(load_file("last.safetensors"))
     probabilities = model.eval()(x).softmax(1)   # x normalised as metadata "normalization" says
 

@@ -2,9 +2,15 @@ import SegAugment
 import SegCore
 @testable import SegExport
 import SegIO
+import SegModel
 import SegTestSupport
 import SegTrain
 import Testing
+
+/// The lowering of a freshly initialised U-Net.
+func lowering(_ cfg: UNetConfiguration, seed: UInt64 = 1, steps: Int = 0) throws -> UNetLowering {
+  try #require(UNetLowering(model: Network(configuration: cfg, seed: seed), trainingSteps: steps))
+}
 
 @Suite struct UNetLoweringTests {
   static let configurations: [UNetConfiguration] = [UNetConfiguration.Padding.valid, .same].flatMap { padding in
@@ -15,8 +21,8 @@ import Testing
 
   /// Every parameter and batch-norm statistic goes to exactly one state_dict tensor.
   @Test(arguments: configurations)
-  func stateDictCoversEveryValueOnce(_ cfg: UNetConfiguration) {
-    let lowering = UNetLowering(model: UNet(configuration: cfg, seed: 1), trainingSteps: 12)
+  func stateDictCoversEveryValueOnce(_ cfg: UNetConfiguration) throws {
+    let lowering = try SegExportTests.lowering(cfg, steps: 12)
     var parameterHits = [Int](repeating: 0, count: lowering.model.parameters.count)
     var stateHits = [Int](repeating: 0, count: lowering.model.state.count)
     for b in lowering.bindings() {
@@ -33,15 +39,15 @@ import Testing
   }
 
   /// The names of peers.py's build_unet (nn.Sequential indices) and their shapes.
-  @Test func referenceModuleNames() {
-    let plain = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 1, baseWidth: 2), seed: 1))
+  @Test func referenceModuleNames() throws {
+    let plain = try lowering(UNetConfiguration(depth: 1, baseWidth: 2))
     #expect(plain.stateDict().map(\.name) == [
       "down.0.0.weight", "down.0.0.bias", "down.0.2.weight", "down.0.2.bias", "down.1.0.weight", "down.1.0.bias",
       "down.1.2.weight", "down.1.2.bias", "up.0.weight", "up.0.bias", "upblock.0.0.weight", "upblock.0.0.bias",
       "upblock.0.2.weight", "upblock.0.2.bias", "head.weight", "head.bias",
     ])
     #expect(plain.stateDict().map(\.shape)[8] == [4, 2, 2, 2])  // ConvTranspose2d: C_in × C_out × 2 × 2
-    let bn = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 1, baseWidth: 2, batchNorm: true), seed: 1))
+    let bn = try lowering(UNetConfiguration(depth: 1, baseWidth: 2, batchNorm: true))
     #expect(bn.stateDict().prefix(7).map(\.name) == [
       "down.0.0.weight", "down.0.1.weight", "down.0.1.bias", "down.0.1.running_mean", "down.0.1.running_var",
       "down.0.1.num_batches_tracked", "down.0.3.weight",
@@ -50,18 +56,18 @@ import Testing
   }
 
   /// Sizes: the paper's network (572 → 388, crops 88/40/16/4) and a same-padding one.
-  @Test func sizesAndCrops() {
-    let paper = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 4, baseWidth: 1), seed: 1))
+  @Test func sizesAndCrops() throws {
+    let paper = try lowering(UNetConfiguration(depth: 4, baseWidth: 1))
     #expect(paper.sizes == InputSizes(min: 188, step: 16, outputOffset: -184, halo: 0))
     #expect(paper.cropOffsets().map { [$0.top, $0.bottom] } == [[88, 88], [40, 40], [16, 16], [4, 4]])
-    let cfg = paper.model.configuration
+    let cfg = paper.cfg
     for n in 1...700 {
       let legal = n >= 188 && (n - 188) % 16 == 0
       #expect((cfg.outputSize(forInput: n) != nil) == legal, "size \(n)")
       if legal { #expect(cfg.outputSize(forInput: n) == n - 184) }
     }
     #expect(paper.sizes.input(forUsableOutputAtLeast: 388) == 572)
-    let same = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 3, baseWidth: 1, padding: .same), seed: 1))
+    let same = try lowering(UNetConfiguration(depth: 3, baseWidth: 1, padding: .same))
     #expect(same.sizes == InputSizes(min: 8, step: 8, outputOffset: 0, halo: 8))
     #expect(same.cropOffsets().allSatisfy { $0.top == 0 && $0.bottom == 0 })
     #expect(same.sizes.input(forUsableOutputAtLeast: 1) == 24 && same.sizes.input(forUsableOutputAtLeast: 96) == 112)
@@ -71,7 +77,7 @@ import Testing
   /// Slice per crop, Resize per bilinear up-sampling; initialisers named as the state_dict.
   @Test(arguments: configurations)
   func graphStructure(_ cfg: UNetConfiguration) throws {
-    let lowering = UNetLowering(model: UNet(configuration: cfg, seed: 1))
+    let lowering = try SegExportTests.lowering(cfg)
     let model = try ModelExporter(network: lowering, normalization: ExportNormalization(stages: []), producerVersion: "t").onnxModel()
     let ops = model.graph.nodes.map(\.opType)
     func count(_ op: String) -> Int { ops.filter { $0 == op }.count }
@@ -136,7 +142,7 @@ import Testing
   }
 
   @Test func perImageNormalisationIsRefusedInTheGraph() throws {
-    let network = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 1, baseWidth: 2, padding: .same), seed: 1))
+    let network = try lowering(UNetConfiguration(depth: 1, baseWidth: 2, padding: .same))
     let exporter = ModelExporter(network: network, normalization: ExportNormalization(stages: [NormalizeStage(method: .zscoreImage)]), producerVersion: "t")
     #expect(throws: ExportError.self) { try exporter.onnx(normalizationInGraph: true) }
     do {
@@ -154,7 +160,7 @@ import Testing
   /// The package's members, its rdf, and a test output equal to the network's own probabilities.
   @Test func packageContents() throws {
     let cfg = UNetConfiguration(depth: 2, baseWidth: 3, padding: .valid, batchNorm: true)
-    let network = UNetLowering(model: UNet(configuration: cfg, seed: 4))
+    let network = try lowering(cfg, seed: 4)
     let scale = NormalizeStage(method: .scale(1.0 / 255))
     let exporter = ModelExporter(network: network, normalization: ExportNormalization(stages: [scale]), producerVersion: "t")
     let sample = try ImageDecoder.read(TestPaths.fixtures + "/cells/images/cells_0.png").pages[0]
@@ -176,7 +182,7 @@ import Testing
   }
 
   @Test func sampleWithTheWrongChannelsIsRefused() throws {
-    let network = UNetLowering(model: UNet(configuration: UNetConfiguration(depth: 1, baseWidth: 2, padding: .same, inputChannels: 2), seed: 1))
+    let network = try lowering(UNetConfiguration(depth: 1, baseWidth: 2, padding: .same, inputChannels: 2))
     let exporter = ModelExporter(network: network, normalization: ExportNormalization(stages: []), producerVersion: "t")
     let options = BioimageioOptions(name: "Test model", description: "d", authors: ["A"], timestamp: "2025-01-01T00:00:00")
     #expect(throws: ExportError(.badSample, path: nil, "the sample image has 1 channel(s); the network takes 2")) {

@@ -1,6 +1,7 @@
 import Foundation
 import SegCore
 import SegIO
+import SegModel
 import SegTestSupport
 import SegTrain
 import Testing
@@ -9,7 +10,7 @@ import Testing
 /// input (one-line errors naming the file, non-zero exit, earlier output intact).
 @Suite struct ExportCommandTests {
   static func checkpoint(in dir: String, _ cfg: UNetConfiguration = UNetConfiguration(depth: 2, baseWidth: 4, padding: .same)) throws -> String {
-    let trainer = Trainer(model: UNet(configuration: cfg, seed: 2), configuration: TrainingConfiguration())
+    let trainer = Trainer(model: Network(configuration: cfg, seed: 2), configuration: TrainingConfiguration())
     let path = dir + "/model.ckpt"
     try Checkpoint(trainer, metadata: ["normalize": #"[{"method": "scale", "factor": 0.00392156862745098}]"#]).write(to: path)
     return path

@@ -1,6 +1,7 @@
 import Foundation
 import SegCore
 import SegIO
+import SegModel
 import SegTestSupport
 import SegTiling
 import SegTrain
@@ -89,7 +90,7 @@ enum InteropPython {
       data: (0..<(2 * cfg.inputChannels * size * size)).map { _ in Float(rng.uniform(-1, 2)) })
     let targets = (0..<(2 * out * out)).map { _ in Int32(rng.nextInt(below: cfg.classes)) }
     let trainer = Trainer(
-      model: UNet(configuration: cfg, seed: 5),
+      model: Network(configuration: cfg, seed: 5),
       configuration: TrainingConfiguration(optimizer: .sgd(momentum: 0.9), schedule: .constant(0.05), seed: 6))
     for _ in 0..<3 { trainer.step(input: x, targets: targets) }
     let path = dir + "/\(c.name).ckpt"
@@ -110,8 +111,9 @@ enum InteropPython {
     return path
   }
 
+  /// The network configuration as the exports' metadata hold it.
   static func configurationJSON(_ cfg: UNetConfiguration) throws -> Any {
-    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(cfg))
+    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(NetworkConfiguration.unet(cfg)))
   }
 
   /// Writes the JSON `cases` file for check_export.py.
