@@ -11,7 +11,7 @@ public protocol ExportableNetwork: Sendable {
   var architecture: String { get }
   /// Input channels C.
   var inputChannels: Int { get }
-  /// Output classes K.
+  /// Classes K of the prediction (2 for a network with one sigmoid channel).
   var classes: Int { get }
   /// Learnable parameters.
   var parameterCount: Int { get }
@@ -21,7 +21,8 @@ public protocol ExportableNetwork: Sendable {
   var configuration: JSONValue { get }
 
   /// Adds the network's nodes to `graph`; they read `input` (N × C × H × W float32) and the
-  /// returned value is the logits (N × K × Ho × Wo), before the softmax.
+  /// returned value is what `unet predict` computes: class probabilities (N × K × Ho × Wo,
+  /// K = ``classes``).
   func lower(into graph: inout ONNX.GraphBuilder, input: String) -> String
 
   /// The `state_dict` of the reference PyTorch module (its parameters and buffers).

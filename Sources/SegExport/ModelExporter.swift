@@ -53,8 +53,7 @@ public struct ModelExporter: Sendable {
       x = g.add("Mul", [x, gainName], name: "normalization.scale")
       x = g.add("Add", [x, offsetName], name: "normalization.shift")
     }
-    let logits = network.lower(into: &g, input: x)
-    _ = g.add("Softmax", [logits], [("axis", .int(1))], name: "softmax")
+    _ = network.lower(into: &g, input: x)
     g.renameLastOutput(to: Self.outputName)
     let s = network.sizes
     let same = s.outputOffset == 0

@@ -50,63 +50,26 @@ public struct UNetLowering: ExportableNetwork {
 
   // MARK: - Names
 
-  /// A tensor of the reference module bound to one of our views.
-  struct Binding {
-    var torchName: String
-    var view: ParameterView
-    var isState: Bool
-  }
+  /// Our views under the reference module's names.
+  var tensors: ReferenceTensors { ReferenceTensors(model) { Self.sequentialName($0, batchNorm: cfg.batchNorm) } }
 
   /// Every tensor of the reference module's state_dict (num_batches_tracked aside), in
   /// state_dict order, with the view holding its values.
-  func bindings() -> [Binding] {
-    var out: [Binding] = []
-    func bind(_ torch: String, _ ours: String) {
-      if let v = model.parameterViews.first(where: { $0.name == ours }) {
-        out.append(Binding(torchName: torch, view: v, isState: false))
-      } else if let v = model.stateViews.first(where: { $0.name == ours }) {
-        out.append(Binding(torchName: torch, view: v, isState: true))
-      } else {
-        preconditionFailure("UNetLowering: the network has no tensor \(ours)")
-      }
-    }
-    func block(_ prefix: String) {
-      for u in 1...2 {
-        let index = (u - 1) * (cfg.batchNorm ? 3 : 2)
-        let unit = "\(prefix).unit\(u)"
-        bind("\(prefix).\(index).weight", unit + ".conv.weight")
-        if cfg.batchNorm {
-          for t in ["weight", "bias", "running_mean", "running_var"] { bind("\(prefix).\(index + 1).\(t)", "\(unit).bn.\(t)") }
-        } else {
-          bind("\(prefix).\(index).bias", unit + ".conv.bias")
-        }
-      }
-    }
-    for i in 0...cfg.depth { block("down.\(i)") }
-    for i in 0..<cfg.depth {
-      bind("up.\(i).weight", "up.\(i).weight")
-      bind("up.\(i).bias", "up.\(i).bias")
-    }
-    for i in 0..<cfg.depth { block("upblock.\(i)") }
-    bind("head.weight", "head.weight")
-    bind("head.bias", "head.bias")
-    return out
-  }
+  func bindings() -> [ReferenceTensors.Binding] { tensors.bindings }
 
-  func values(_ b: Binding) -> [Float] {
-    Array((b.isState ? model.state : model.parameters)[b.view.range])
-  }
+  public func stateDict() -> [StateTensor] { tensors.stateDict(trainingSteps: trainingSteps) }
 
-  public func stateDict() -> [StateTensor] {
-    var out: [StateTensor] = []
-    for b in bindings() {
-      out.append(StateTensor(name: b.torchName, shape: b.view.shape, values: .float32(values(b))))
-      if b.torchName.hasSuffix(".running_var") {
-        let module = String(b.torchName.dropLast(".running_var".count))
-        out.append(StateTensor(name: module + ".num_batches_tracked", shape: [], values: .int64([Int64(trainingSteps)])))
-      }
-    }
-    return out
+  /// A unit inside an `nn.Sequential(Conv2d, [BatchNorm2d], ReLU, Conv2d, [BatchNorm2d], ReLU)`:
+  /// `P.unit{u}.conv.T` → `P.{(u−1)·k}.T`, `P.unit{u}.bn.T` → `P.{(u−1)·k + 1}.T` with k = 3 with
+  /// batch norm, 2 without; other names stay (U-Net and U-Net++ share this).
+  static func sequentialName(_ name: String, batchNorm: Bool) -> String {
+    var parts = name.split(separator: ".").map(String.init)
+    guard let i = parts.firstIndex(where: { $0 == "unit1" || $0 == "unit2" }), i + 1 < parts.count,
+      let u = Int(parts[i].dropFirst(4)), parts[i + 1] == "conv" || parts[i + 1] == "bn"
+    else { return name }
+    let index = (u - 1) * (batchNorm ? 3 : 2) + (parts[i + 1] == "bn" ? 1 : 0)
+    parts.replaceSubrange(i...(i + 1), with: [String(index)])
+    return parts.joined(separator: ".")
   }
 
   // MARK: - Graph
@@ -142,26 +105,13 @@ public struct UNetLowering: ExportableNetwork {
   }
 
   public func lower(into g: inout ONNX.GraphBuilder, input: String) -> String {
-    let lookup = Dictionary(uniqueKeysWithValues: bindings().map { ($0.torchName, $0) })
-    func weight(_ torch: String) -> String {
-      guard let b = lookup[torch] else { preconditionFailure("UNetLowering: no tensor \(torch)") }
-      return g.constant(torch, floats: values(b), shape: b.view.shape)
-    }
+    let t = tensors
     let pad = cfg.padding == .same ? 1 : 0
     func block(_ x: String, _ prefix: String, _ label: String) -> String {
       var x = x
       for u in 1...2 {
         let index = (u - 1) * (cfg.batchNorm ? 3 : 2)
-        var inputs = [x, weight("\(prefix).\(index).weight")]
-        if !cfg.batchNorm { inputs.append(weight("\(prefix).\(index).bias")) }
-        x = g.add("Conv", inputs, [("kernel_shape", .ints([3, 3])), ("pads", .ints([pad, pad, pad, pad])), ("strides", .ints([1, 1]))], name: "\(label).conv\(u)")
-        if cfg.batchNorm {
-          let bn = "\(prefix).\(index + 1)"
-          x = g.add(
-            "BatchNormalization", [x, weight(bn + ".weight"), weight(bn + ".bias"), weight(bn + ".running_mean"), weight(bn + ".running_var")],
-            [("epsilon", .float(1e-5))], name: "\(label).bn\(u)")
-        }
-        x = g.add("Relu", [x], name: "\(label).relu\(u)")
+        x = t.unit(&g, x, conv: "\(prefix).\(index)", bn: cfg.batchNorm ? "\(prefix).\(index + 1)" : nil, padding: pad, label: "\(label).unit\(u)")
       }
       return x
     }
@@ -171,20 +121,16 @@ public struct UNetLowering: ExportableNetwork {
       x = block(x, "down.\(i)", "down\(i)")
       if i < cfg.depth {
         skips.append(x)
-        x = g.add("MaxPool", [x], [("kernel_shape", .ints([2, 2])), ("strides", .ints([2, 2]))], name: "pool\(i)")
+        x = g.maxPool(x, factor: 2, label: "pool\(i)")
       }
     }
     let crops = cropOffsets()
-    var scales: String? = nil
     for i in (0..<cfg.depth).reversed() {
       switch cfg.upMode {
       case .transposed:
-        x = g.add("ConvTranspose", [x, weight("up.\(i).weight"), weight("up.\(i).bias")], [("kernel_shape", .ints([2, 2])), ("strides", .ints([2, 2]))], name: "up\(i)")
+        x = t.transposed(&g, x, "up.\(i)", label: "up\(i)")
       case .bilinear:
-        x = g.add("Conv", [x, weight("up.\(i).weight"), weight("up.\(i).bias")], [("kernel_shape", .ints([1, 1]))], name: "up\(i).conv")
-        let s = scales ?? g.constant("upsample_scales", floats: [1, 1, 2, 2], shape: [4])
-        scales = s
-        x = g.add("Resize", [x, "", s], [("coordinate_transformation_mode", .string("half_pixel")), ("mode", .string("linear"))], name: "up\(i).resize")
+        x = g.bilinear(t.conv(&g, x, "up.\(i)", padding: 0, label: "up\(i).conv"), factor: 2, label: "up\(i).resize")
       }
       var skip = skips[i]
       let (top, bottom) = crops[i]
@@ -198,6 +144,7 @@ public struct UNetLowering: ExportableNetwork {
       x = g.add("Concat", [skip, x], [("axis", .int(1))], name: "cat\(i)")
       x = block(x, "upblock.\(i)", "upblock\(i)")
     }
-    return g.add("Conv", [x, weight("head.weight"), weight("head.bias")], [("kernel_shape", .ints([1, 1]))], name: "head")
+    let logits = t.conv(&g, x, "head", padding: 0, label: "head")
+    return g.add("Softmax", [logits], [("axis", .int(1))], name: "softmax")
   }
 }
