@@ -168,7 +168,7 @@ extension ModelExporter {
     var fields: [(String, JSONValue)] = [
       ("type", "model"), ("format_version", "0.5.4"), ("name", .string(o.name)), ("description", .string(o.description)),
       ("authors", .array(o.authors.map { .object([("name", .string($0))]) })),
-      ("cite", .array([Self.unetCitation])), ("license", .string(o.license)), ("documentation", "README.md"),
+      ("cite", .array([Self.unetCitation] + (network.citation.map { [$0] } ?? []))), ("license", .string(o.license)), ("documentation", "README.md"),
       ("covers", .array(["cover.png"])), ("tags", .array(o.tags.map { .string($0) })), ("timestamp", .string(o.timestamp)),
       ("inputs", .array([input])), ("outputs", .array([output])),
       ("weights", .object([("onnx", .object([("source", "weights.onnx"), ("sha256", .string(sha256["weights.onnx"] ?? "")), ("opset_version", .int(ONNX.opsetVersion))]))])),

@@ -19,6 +19,8 @@ public protocol ExportableNetwork: Sendable {
   var sizes: InputSizes { get }
   /// The network's own configuration, as stored in its checkpoint (JSON).
   var configuration: JSONValue { get }
+  /// The architecture's paper when it is not the U-Net's (bioimage.io `cite` entry: text, doi).
+  var citation: JSONValue? { get }
 
   /// Adds the network's nodes to `graph`; they read `input` (N × C × H × W float32) and the
   /// returned value is what `unet predict` computes: class probabilities (N × K × Ho × Wo,
@@ -31,6 +33,10 @@ public protocol ExportableNetwork: Sendable {
   /// Class probabilities (N × K × Ho × Wo) of an input tile (N × C × H × W), computed by our
   /// own trainer's code (what `unet predict` runs per tile).
   func probabilities(_ input: Tensor) -> Tensor
+}
+
+extension ExportableNetwork {
+  public var citation: JSONValue? { nil }
 }
 
 /// Legal input sizes `min + n·step` (n = 0, 1, …) per spatial axis; an input of size s gives
@@ -104,5 +110,19 @@ extension JSONValue {
     encoder.outputFormatting = [.sortedKeys]
     guard let data = try? encoder.encode(value), let v = try? JSONDecoder().decode(JSONValue.self, from: data) else { return .null }
     return v
+  }
+}
+
+/// The exportable form of a trained network, for every architecture the trainer has.
+public enum Lowering {
+  /// - Parameters:
+  ///   - inference: how a U-Net++'s heads make the prediction (the checkpoint's settings).
+  ///   - trainingSteps: PyTorch's `num_batches_tracked`.
+  public static func of(_ model: Network, inference: InferenceSettings = InferenceSettings(), trainingSteps: Int = 0) -> (any ExportableNetwork)? {
+    switch model.configuration {
+    case .unet: return UNetLowering(model: model, trainingSteps: trainingSteps)
+    case .unetpp: return UNetPlusPlusLowering(model: model, inference: inference, trainingSteps: trainingSteps)
+    case .unet3p: return UNet3PlusLowering(model: model, trainingSteps: trainingSteps)
+    }
   }
 }

@@ -37,7 +37,7 @@ public struct UNetLowering: ExportableNetwork {
     self.trainingSteps = trainingSteps
   }
 
-  public var architecture: String { "U-Net" }
+  public var architecture: String { model.configuration.architecture.displayName }
   public var inputChannels: Int { cfg.inputChannels }
   public var classes: Int { cfg.classes }
   public var parameterCount: Int { model.parameterCount }

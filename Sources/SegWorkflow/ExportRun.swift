@@ -64,9 +64,8 @@ public struct ExportRun {
     let start = Date()
     let checkpoint = try Checkpoint.read(from: o.checkpoint)
     let normalization = ExportNormalization(stages: Predictor.normalizeStages(checkpoint.metadata))
-    guard let network = UNetLowering(model: checkpoint.model, trainingSteps: checkpoint.step) else {
-      throw ExportError(
-        .unsupported, path: o.checkpoint, "export of \(checkpoint.model.configuration.geometry.summary) is not implemented yet (U-Net only)")
+    guard let network = Lowering.of(checkpoint.model, inference: checkpoint.inference, trainingSteps: checkpoint.step) else {
+      throw ExportError(.unsupported, path: o.checkpoint, "cannot export \(checkpoint.model.configuration.geometry.summary) with these inference settings")
     }
     let exporter = ModelExporter(
       network: network, normalization: normalization, provenance: provenance(checkpoint), producerVersion: version)
@@ -95,7 +94,7 @@ public struct ExportRun {
         throw ExportError(.badSample, path: samplePath, "has \(sample.channels) channel(s); the network takes \(network.inputChannels)")
       }
       let options = BioimageioOptions(
-        name: o.name ?? defaultName(o.checkpoint), description: o.description ?? defaultDescription(network, checkpoint),
+        name: o.name ?? defaultName(o.checkpoint, network.architecture), description: o.description ?? defaultDescription(network, checkpoint),
         authors: o.authors.isEmpty ? ["swift-unet user"] : o.authors, license: o.license, timestamp: timestamp(of: o.checkpoint),
         trainingData: trainingData(checkpoint), training: trainingDetails(checkpoint, normalization),
         validation: validationSummary(near: o.checkpoint), sampleDescription: ImageFiles.stem(samplePath))
@@ -153,17 +152,17 @@ public struct ExportRun {
     return (file, Image.stack(decoded.pages))
   }
 
-  static func defaultName(_ checkpoint: String) -> String {
+  static func defaultName(_ checkpoint: String, _ architecture: String) -> String {
     let folder = URL(fileURLWithPath: checkpoint).deletingLastPathComponent().lastPathComponent
     let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
     let cleaned = String(folder.map { allowed.contains($0) ? $0 : "-" }).prefix(40)
-    return "U-Net swift-unet " + (cleaned.isEmpty ? "model" : cleaned)
+    return architecture + " swift-unet " + (cleaned.isEmpty ? "model" : cleaned)
   }
 
-  static func defaultDescription(_ n: UNetLowering, _ c: Checkpoint) -> String {
-    let cfg = n.cfg
-    return "A \(cfg.padding.rawValue)-padding U-Net (depth \(cfg.depth), base width \(cfg.baseWidth)\(cfg.batchNorm ? ", batch norm" : "")) "
-      + "segmenting \(cfg.inputChannels)-channel images into \(cfg.classes) classes, trained \(c.step) steps with swift-unet."
+  static func defaultDescription(_ n: any ExportableNetwork, _ c: Checkpoint) -> String {
+    let cfg = c.model.configuration
+    return "A \(cfg.padding.rawValue)-padding \(n.architecture) (depth \(cfg.depth), base width \(cfg.baseWidth)\(cfg.batchNorm ? ", batch norm" : "")) "
+      + "segmenting \(n.inputChannels)-channel images into \(n.classes) classes, trained \(c.step) steps with swift-unet."
   }
 
   /// The checkpoint file's modification time (ISO 8601, UTC), so the same file exports the same bytes.

@@ -53,10 +53,10 @@ def check_onnx(cases):
             fail(f"{name}: graph input {inp.name} {dims}, output {out.name}")
         meta = {p.key: p.value for p in model.metadata_props}
         network = json.loads(meta["network"])
-        if network != case["network"] or "normalization" not in meta:
+        if network != case["network"] or "normalization" not in meta or meta["architecture"] != case["architecture"]:
             fail(f"{name}: metadata network {meta.get('network')}")
         names = {t.name for t in model.graph.initializer}
-        if "head.weight" not in names or "down.0.0.weight" not in names:
+        if not any(n.startswith("head.") for n in names) or not ({"down.0.0.weight", "enc.0.0.0.weight"} & names):
             fail(f"{name}: initialiser names {sorted(names)[:5]}")
         tile = np.load(case["tile"])
         p = ort.InferenceSession(case["onnx"], options, providers=["CPUExecutionProvider"]).run(None, {"input": tile})[0]
@@ -122,34 +122,46 @@ def check_torch(cases):
     import numpy as np
     import torch
     sys.path.insert(0, HERE)
-    from unet_reference import UNet
+    from unet_reference import MODULES, prediction
     torch.set_num_threads(1)
     for case in cases:
         name = case["name"]
+        architecture = case["network"]["architecture"]
         cfg = {k: v for k, v in case["network"].items() if k not in ("version", "architecture")}
         state = load_file(case["safetensors"])
-        model = UNet(**cfg)
+        model = MODULES[architecture](**cfg)
         model.load_state_dict(state, strict=True)
         model.eval()
-        with torch.no_grad():
-            p = model(torch.from_numpy(np.load(case["tile"]))).softmax(1).numpy()
+        tile = torch.from_numpy(np.load(case["tile"]))
+        p = prediction(model, architecture, tile, case.get("inference")).numpy()
         want = np.load(case["expected"])
         diff = float(np.abs(p - want).max()) if p.shape == want.shape else float("inf")
         if not diff <= TOLERANCE:
             fail(f"{name}: torch {p.shape} vs swift {want.shape} max abs {diff:.3g}")
         line = f"{name}: load_state_dict(strict=True) + forward vs unet max abs {diff:.2e}"
+        if architecture == "unet3p" and cfg.get("cgm"):
+            with torch.no_grad():
+                q = model(tile)[1]
+            line += f" (CGM gate {'open' if bool(q[0, 1] > q[0, 0]) else 'closed'}: q = {q[0].tolist()})"
         if case.get("peers"):
             sys.path.insert(0, os.path.dirname(case["peers"]))
             import peers
-            peer = peers.build_unet(torch, cfg["padding"] == "same", base=cfg["base_width"], depth=cfg["depth"])
+            if architecture == "unet":
+                peer = peers.build_unet(torch, cfg["padding"] == "same", base=cfg["base_width"], depth=cfg["depth"])
+            elif architecture == "unetpp":
+                peer = peers.build_unetpp(torch, base=cfg["base_width"], depth=cfg["depth"], deep_supervision=cfg["deep_supervision"],
+                                          in_channels=cfg["input_channels"], classes=cfg["classes"])
+                peer.deep_supervision = cfg["deep_supervision"]
+            else:
+                peer = peers.build_unet3p(torch, base=cfg["base_width"], deep_supervision=cfg["deep_supervision"], cgm=cfg["cgm"],
+                                          in_channels=cfg["input_channels"], classes=cfg["classes"])
             peer.load_state_dict(state, strict=True)
             peer.eval()
-            with torch.no_grad():
-                q = peer(torch.from_numpy(np.load(case["tile"]))).softmax(1).numpy()
+            q = prediction(peer, architecture, tile, case.get("inference")).numpy()
             d2 = float(np.abs(q - want).max())
             if not d2 <= TOLERANCE:
                 fail(f"{name}: peers build_unet max abs {d2:.3g}")
-            line += f"; peers.py build_unet loads it too ({d2:.2e})"
+            line += f"; peers.py's builder loads it too ({d2:.2e})"
         print(line)
 
 

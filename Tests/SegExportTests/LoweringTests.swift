@@ -55,6 +55,38 @@ func lowering(_ cfg: UNetConfiguration, seed: UInt64 = 1, steps: Int = 0) throws
     #expect(bn.stateDict()[4].floats == [1, 1])  // running variance starts at 1
   }
 
+  /// U-Net++ and UNet 3+: every value once, under the names of peers.py's builders.
+  @Test func nestedNetworksNames() throws {
+    for cfg in [
+      NetworkConfiguration.unetpp(UNetPlusPlusConfiguration(depth: 2, baseWidth: 2, batchNorm: true)),
+      .unet3p(UNet3PlusConfiguration(depth: 2, baseWidth: 2)), .unet3p(UNet3PlusConfiguration(depth: 3, baseWidth: 2, cgm: false, classes: 3)),
+    ] {
+      let model = Network(configuration: cfg, seed: 1)
+      let lowering = try #require(Lowering.of(model, trainingSteps: 3))
+      let dict = lowering.stateDict()
+      let floats = dict.filter { !$0.name.hasSuffix("num_batches_tracked") }.map(\.floats.count).reduce(0, +)
+      #expect(floats == model.parameters.count + model.state.count && Set(dict.map(\.name)).count == dict.count)
+      #expect(lowering.classes == cfg.labelClasses)
+    }
+    let pp = try #require(UNetPlusPlusLowering(model: Network(configuration: .unetpp(UNetPlusPlusConfiguration(depth: 1, baseWidth: 2)), seed: 1)))
+    #expect(pp.stateDict().map(\.name) == [
+      "down.0.0.weight", "down.0.0.bias", "down.0.2.weight", "down.0.2.bias", "down.1.0.weight", "down.1.0.bias", "down.1.2.weight",
+      "down.1.2.bias", "node.0.up.weight", "node.0.up.bias", "node.0.block.0.weight", "node.0.block.0.bias", "node.0.block.2.weight",
+      "node.0.block.2.bias", "head.0.weight", "head.0.bias",
+    ])
+    #expect(UNet3PlusLowering.referenceName("enc.1.unit2.bn.running_var") == "enc.1.1.1.running_var")
+    #expect(UNet3PlusLowering.referenceName("dec.0.src.3.conv.weight") == "dec.0.src.3.0.weight")
+    #expect(UNet3PlusLowering.referenceName("dec.2.fuse.bn.bias") == "dec.2.fuse.1.bias")
+    #expect(UNet3PlusLowering.referenceName("cgm.conv.bias") == "cgm.1.bias")
+    #expect(UNet3PlusLowering.referenceName("head.3.weight") == "head.3.weight")
+    // A pruned U-Net++ graph has only the nodes its head needs.
+    let deep = Network(configuration: .unetpp(UNetPlusPlusConfiguration(depth: 3, baseWidth: 2)), seed: 1)
+    let pruned = try #require(UNetPlusPlusLowering(model: deep, inference: InferenceSettings(heads: .prune, pruneDepth: 1)))
+    let graph = try ModelExporter(network: pruned, normalization: ExportNormalization(stages: []), producerVersion: "t").onnxModel().graph
+    #expect(graph.nodes.filter { $0.opType == "ConvTranspose" }.count == 1 && graph.nodes.filter { $0.opType == "Softmax" }.count == 1)
+    #expect(UNetPlusPlusLowering(model: deep, inference: InferenceSettings(heads: .prune, pruneDepth: 4)) == nil)
+  }
+
   /// Sizes: the paper's network (572 → 388, crops 88/40/16/4) and a same-padding one.
   @Test func sizesAndCrops() throws {
     let paper = try lowering(UNetConfiguration(depth: 4, baseWidth: 1))

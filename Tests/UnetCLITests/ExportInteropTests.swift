@@ -49,32 +49,49 @@ enum InteropPython {
 /// into the reference module, and the probability TIFFs open in tifffile (without
 /// imagecodecs) and Pillow.
 @Suite(.serialized) struct ExportInteropTests {
-  /// A network, the normalisation its checkpoint records, and an input image.
+  /// A network, the normalisation its checkpoint records, and its prediction settings.
   struct Case: CustomStringConvertible, Sendable {
     var name: String
-    var network: UNetConfiguration
+    var network: NetworkConfiguration
     var normalize: String
     var statistics: String = "null"
     /// The normalisation is a fixed affine map, which the graph can apply.
     var inGraph: Bool = false
+    var inference = InferenceSettings()
+    /// Check that peers.py's builder loads the safetensors too (its default options).
+    var peers = false
+    /// UNet 3+: set the CGM's bias so that it says "no foreground" (the gate closes).
+    var closeGate = false
 
     var description: String { name }
   }
 
   static let scale = #"[{"method": "scale", "factor": 0.00392156862745098}]"#
   static let cases: [Case] = [
-    Case(name: "valid", network: UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid), normalize: scale, inGraph: true),
+    Case(name: "valid", network: .unet(UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid)), normalize: scale, inGraph: true, peers: true),
     Case(
-      name: "valid-bn", network: UNetConfiguration(depth: 3, baseWidth: 4, padding: .valid, batchNorm: true, dropout: 0.1),
+      name: "valid-bn", network: .unet(UNetConfiguration(depth: 3, baseWidth: 4, padding: .valid, batchNorm: true, dropout: 0.1)),
       normalize: #"[{"method": "zscore", "scope": "dataset"}]"#,
       statistics: #"{"mean": [110.0], "std": [45.0], "mean_all": 110.0, "std_all": 45.0}"#, inGraph: true),
-    Case(name: "same-bilinear", network: UNetConfiguration(depth: 2, baseWidth: 4, padding: .same, upMode: .bilinear), normalize: scale, inGraph: true),
-    Case(
-      name: "same-bn", network: UNetConfiguration(depth: 2, baseWidth: 6, padding: .same, batchNorm: true),
-      normalize: #"[{"method": "minmax"}]"#),
+    Case(name: "same-bilinear", network: .unet(UNetConfiguration(depth: 2, baseWidth: 4, padding: .same, upMode: .bilinear)), normalize: scale, inGraph: true),
+    Case(name: "same-bn", network: .unet(UNetConfiguration(depth: 2, baseWidth: 6, padding: .same, batchNorm: true)), normalize: #"[{"method": "minmax"}]"#),
     Case(
       name: "valid-bn-bilinear-2ch-3cls",
-      network: UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, upMode: .bilinear, batchNorm: true, inputChannels: 2, classes: 3),
+      network: .unet(UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, upMode: .bilinear, batchNorm: true, inputChannels: 2, classes: 3)),
+      normalize: #"[{"method": "percentile", "low": 1, "high": 99}]"#),
+    Case(name: "unetpp-mean", network: .unetpp(UNetPlusPlusConfiguration(depth: 2, baseWidth: 4)), normalize: scale, inGraph: true, peers: true),
+    Case(
+      name: "unetpp-bn-bilinear-prune", network: .unetpp(UNetPlusPlusConfiguration(depth: 3, baseWidth: 3, upMode: .bilinear, batchNorm: true)),
+      normalize: #"[{"method": "minmax"}]"#, inference: InferenceSettings(heads: .prune, pruneDepth: 2)),
+    Case(
+      name: "unet3p-cgm-sigmoid", network: .unet3p(UNet3PlusConfiguration(depth: 4, baseWidth: 2, cgmDropout: 0.3)), normalize: scale,
+      inGraph: true, peers: true),
+    Case(
+      name: "unet3p-gate-closed", network: .unet3p(UNet3PlusConfiguration(depth: 2, baseWidth: 2, deepSupervision: false)), normalize: scale,
+      inGraph: true, closeGate: true),
+    Case(
+      name: "unet3p-2ch-3cls",
+      network: .unet3p(UNet3PlusConfiguration(depth: 2, baseWidth: 3, deepSupervision: false, cgm: false, inputChannels: 2, classes: 3)),
       normalize: #"[{"method": "percentile", "low": 1, "high": 99}]"#),
   ]
 
@@ -82,19 +99,23 @@ enum InteropPython {
   /// statistics and affine parameters are far from their initial values).
   static func checkpoint(_ c: Case, in dir: String) throws -> String {
     let cfg = c.network
-    let size = cfg.legalInputSizes(in: 36...1000).first ?? 0
+    let size = cfg.geometry.legalInputSizes(in: 36...1000).first ?? 0
     let out = cfg.outputSize(forInput: size) ?? 0
     var rng = RandomStream(seed: 17)
     let x = Tensor(
       shape: TensorShape(n: 2, c: cfg.inputChannels, h: size, w: size),
       data: (0..<(2 * cfg.inputChannels * size * size)).map { _ in Float(rng.uniform(-1, 2)) })
-    let targets = (0..<(2 * out * out)).map { _ in Int32(rng.nextInt(below: cfg.classes)) }
+    let targets = (0..<(2 * out * out)).map { _ in Int32(rng.nextInt(below: cfg.labelClasses)) }
     let trainer = Trainer(
       model: Network(configuration: cfg, seed: 5),
       configuration: TrainingConfiguration(optimizer: .sgd(momentum: 0.9), schedule: .constant(0.05), seed: 6))
     for _ in 0..<3 { trainer.step(input: x, targets: targets) }
     let path = dir + "/\(c.name).ckpt"
-    try Checkpoint(trainer, metadata: ["normalize": c.normalize, "dataset_statistics": c.statistics]).write(to: path)
+    var checkpoint = Checkpoint(trainer, inference: c.inference, metadata: ["normalize": c.normalize, "dataset_statistics": c.statistics])
+    if c.closeGate, let bias = checkpoint.model.view(named: "cgm.conv.bias") {
+      checkpoint.model.parameters.replaceSubrange(bias.range, with: [20, -20])  // q ≈ (1, 0): absent
+    }
+    try checkpoint.write(to: path)
     return path
   }
 
@@ -112,8 +133,12 @@ enum InteropPython {
   }
 
   /// The network configuration as the exports' metadata hold it.
-  static func configurationJSON(_ cfg: UNetConfiguration) throws -> Any {
-    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(NetworkConfiguration.unet(cfg)))
+  static func configurationJSON(_ cfg: NetworkConfiguration) throws -> Any {
+    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(cfg))
+  }
+
+  static func inferenceJSON(_ settings: InferenceSettings) throws -> Any {
+    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(settings))
   }
 
   /// Writes the JSON `cases` file for check_export.py.
@@ -173,7 +198,7 @@ enum InteropPython {
       var record: [String: Any] = [
         "name": c.name, "onnx": "\(dir)/\(c.name).onnx", "tile": "\(dir)/\(c.name)-tile.npy", "tile_x": tile.x, "tile_y": tile.y,
         "tile_output": tile.output, "owned_width": tile.ownedWidth, "owned_height": tile.ownedHeight, "prob_npy": "\(dir)/\(c.name)-pred/\(stem).prob.npy", "prob_tif": "\(dir)/\(c.name)-pred/\(stem).prob.tif",
-        "network": try Self.configurationJSON(c.network),
+        "network": try Self.configurationJSON(c.network), "architecture": c.network.architecture.displayName,
       ]
       if c.inGraph {
         record["onnx_in_graph"] = "\(dir)/\(c.name)-raw.onnx"
@@ -194,7 +219,7 @@ enum InteropPython {
     let dir = TestPaths.temporaryDirectory("export-bioimageio")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     var packages: [String] = []
-    for c in Self.cases where ["valid-bn", "same-bilinear", "valid-bn-bilinear-2ch-3cls"].contains(c.name) {
+    for c in Self.cases where ["valid-bn", "same-bilinear", "valid-bn-bilinear-2ch-3cls", "unetpp-bn-bilinear-prune", "unet3p-cgm-sigmoid"].contains(c.name) {
       let ckpt = try Self.checkpoint(c, in: dir)
       let zip = "\(dir)/\(c.name).zip"
       let r = try runUnet(["export", ckpt, "--format", "bioimageio", "--out", zip, "--sample", try Self.image(c, in: dir), "--author", "Test Author"])
@@ -221,13 +246,15 @@ enum InteropPython {
       let tile = try Self.firstTile(ckpt, try Self.image(c, in: dir), tile: 64)
       try Self.npy(tile.input, to: "\(dir)/\(c.name)-tile.npy")
       let model = try Checkpoint.read(from: ckpt).model
-      let p = model.predict(Tensor(shape: TensorShape(n: 1, c: tile.input.channels, h: tile.input.height, w: tile.input.width), data: tile.input.floatSamples()))
+      let p = model.predict(
+        Tensor(shape: TensorShape(n: 1, c: tile.input.channels, h: tile.input.height, w: tile.input.width), data: tile.input.floatSamples()),
+        settings: c.inference)
       try FileIO.writeAtomically(NpyArray(dtype: .float32, shape: [1, p.shape.c, p.shape.h, p.shape.w], values: p.data).encoded(), to: "\(dir)/\(c.name)-expected.npy")
       var record: [String: Any] = [
         "name": c.name, "safetensors": out, "tile": "\(dir)/\(c.name)-tile.npy", "expected": "\(dir)/\(c.name)-expected.npy",
-        "network": try Self.configurationJSON(c.network),
+        "network": try Self.configurationJSON(c.network), "inference": try Self.inferenceJSON(c.inference),
       ]
-      if c.name == "valid", let shared = TestPaths.shared { record["peers"] = shared + "/bench/peers.py" }
+      if c.peers, let shared = TestPaths.shared { record["peers"] = shared + "/bench/peers.py" }
       records.append(record)
     }
     try Self.writeCases(records, to: dir + "/cases.json")
