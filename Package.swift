@@ -89,7 +89,7 @@ let package = Package(
     .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPipelineTests",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
     .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
