@@ -37,10 +37,7 @@ public enum ONNX {
       self.name = name
       dims = shape
       elementType = .float
-      var raw: [UInt8] = []
-      raw.reserveCapacity(4 * floats.count)
-      for f in floats { appendLittleEndian(&raw, UInt64(f.bitPattern), bytes: 4) }
-      rawData = raw
+      rawData = littleEndianBytes(floats)
     }
 
     public init(name: String, int64s: [Int64], shape: [Int]) {
@@ -301,6 +298,18 @@ public enum ONNX {
       nodes[last].outputs = [name]
     }
   }
+}
+
+/// The values' bytes in little-endian order (a plain copy on little-endian machines).
+func littleEndianBytes(_ values: [Float]) -> [UInt8] {
+  #if _endian(little)
+    return values.withUnsafeBytes { Array($0) }
+  #else
+    var out: [UInt8] = []
+    out.reserveCapacity(4 * values.count)
+    for f in values { appendLittleEndian(&out, UInt64(f.bitPattern), bytes: 4) }
+    return out
+  #endif
 }
 
 func appendLittleEndian(_ out: inout [UInt8], _ v: UInt64, bytes: Int) {

@@ -36,10 +36,7 @@ public struct SafetensorsWriter: Sendable {
   /// Adds a float32 tensor (shape [] is a scalar).
   public mutating func add(_ name: String, floats: [Float], shape: [Int]) {
     precondition(shape.reduce(1, *) == floats.count, "SafetensorsWriter \(name): \(floats.count) values for shape \(shape)")
-    var data: [UInt8] = []
-    data.reserveCapacity(4 * floats.count)
-    for f in floats { appendLittleEndian(&data, UInt64(f.bitPattern), bytes: 4) }
-    append(Entry(name: name, dtype: .float32, shape: shape, data: data))
+    append(Entry(name: name, dtype: .float32, shape: shape, data: littleEndianBytes(floats)))
   }
 
   /// Adds an int64 tensor (shape [] is a scalar).
