@@ -4,7 +4,8 @@
 
 Exports CHECKPOINT to ONNX (next to it), then for each thread count:
   unet predict: one process over all IMAGEs (--tile chosen so each image is one tile, as
-  below); the per-image seconds it logs, median over the images after the first;
+  below; --prob-format npy, so no deflate); the per-image seconds it logs (network, softmax,
+  labels, writing the PNG and .npy), median over the images after the first;
   onnxruntime: the same network input (the image normalised as the checkpoint says, mirrored
   to the tile `unet predict` uses: 544² for a same-padding depth-4 network, 700² for a valid
   one), intra-op threads = N, median of --repeats runs after one warm-up.
@@ -57,7 +58,7 @@ def main():
     for threads in [int(t) for t in a.threads.split(",")]:
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([a.unet, "predict", a.checkpoint, *a.images, "--out", out, "--tile", str(tile_arg),
-                                "--threads", str(threads)], check=True, capture_output=True, text=True)
+                                "--threads", str(threads), "--prob-format", "npy"], check=True, capture_output=True, text=True)
         per_image = [float(m) for m in re.findall(r"\(([0-9.]+) s\)", r.stdout)]
         steady = per_image[1:] if len(per_image) > 1 else per_image
         print(json.dumps({"engine": "unet predict", "threads": threads, "tile": tile_input,
