@@ -206,6 +206,7 @@ extension ModelExporter {
       ## Training
 
       """
+    text += "\n"
     for (key, value) in provenance { text += "- \(key): `\(value)`\n" }
     if case .object(let d)? = o.trainingData, let description = d.first(where: { $0.0 == "description" })?.1, case .string(let t) = description {
       text += "\nTraining data: \(t)\n"
