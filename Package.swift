@@ -47,7 +47,7 @@ let package = Package(
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
-    .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
+    .target(name: "SegTiling", dependencies: ["SegCore"], exclude: ["README.md"]),
     .target(name: "SegCache", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",

@@ -36,6 +36,13 @@ public struct FileIOError: UserFacingError, Equatable {
   }
 }
 
+/// What stat(2) says about a file that the code base uses.
+public struct FileStatus: Sendable, Equatable {
+  public var bytes: Int
+  /// Modification time in nanoseconds since the epoch.
+  public var mtimeNanoseconds: Int64
+}
+
 /// Whole-file reads and crash-safe whole-file writes through POSIX calls, with errors that
 /// carry errno's reason (Foundation's `contents(atPath:)` only says nil).
 public enum FileIO {
@@ -123,6 +130,18 @@ public enum FileIO {
     guard let slash = path.lastIndex(of: "/") else { return "." }
     if slash == path.startIndex { return "/" }
     return String(path[..<slash])
+  }
+
+  /// The size and modification time of what `path` names (stat(2), following links).
+  public static func status(_ path: String) throws(FileIOError) -> FileStatus {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw FileIOError(errno: errno, path: path, doing: "stat") }
+    #if canImport(Darwin)
+      let mtime = st.st_mtimespec
+    #else
+      let mtime = st.st_mtim
+    #endif
+    return FileStatus(bytes: Int(st.st_size), mtimeNanoseconds: Int64(mtime.tv_sec) * 1_000_000_000 + Int64(mtime.tv_nsec))
   }
 
   /// Whether `path` names a directory.

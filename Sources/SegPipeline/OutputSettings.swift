@@ -3,41 +3,8 @@ import SegCache
 import SegCore
 import SegTiling
 
-/// How a pipeline sample becomes training samples (the `tiles:` section). Without it, the
-/// whole sample is one training sample.
-public struct TileSettings: Sendable, Equatable {
-  public enum Mode: String, Sendable, CaseIterable {
-    /// Cover the whole sample with output tiles (overlap-tile).
-    case overlap
-    /// `count` random crops per sample.
-    case random
-  }
-
-  public var network: UNetGeometry
-  /// Network input size (pixels per side) and the label window it predicts.
-  public var input: Int
-  public var output: Int
-  public var mode: Mode
-  public var count: Int
-
-  public init(network: UNetGeometry, input: Int, output: Int, mode: Mode, count: Int) {
-    self.network = network
-    self.input = input
-    self.output = output
-    self.mode = mode
-    self.count = count
-  }
-
-  /// Context each side of the label window.
-  public var margin: Int { (input - output) / 2 }
-
-  public var json: JSONValue {
-    .object([
-      ("depth", .int(network.depth)), ("padding", .string(network.padding.rawValue)), ("input", .int(input)),
-      ("output", .int(output)), ("mode", .string(mode.rawValue)), ("count", .int(count)),
-    ])
-  }
-
+extension TileSettings {
+  /// The `tiles:` section of a pipeline file.
   static func parse(_ node: ConfigNode) throws(PipelineError) -> TileSettings {
     let m = try ConfigMapping(node, allowed: ["network", "input", "output", "context", "mode", "count"])
     var geometry = UNetGeometry()
