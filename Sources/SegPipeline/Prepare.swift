@@ -6,10 +6,6 @@ import SegIO
 import SegTiling
 import SegWeights
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Progress of a `prepare` run, reported after every pipeline sample.
 public struct PrepareProgress: Sendable {
   /// Pipeline samples made so far in this run, and how many this run makes.
@@ -75,7 +71,7 @@ public enum Preparer {
   ) async throws -> PrepareSummary {
     // The async part is kept to the two awaits; everything else lives in PreparePlan (this
     // also keeps the function small enough for the optimizer's coroutine splitting).
-    let start = nowSeconds()
+    let start = MonotonicClock.seconds()
     let plan = try PreparePlan(spec: spec, options: options)
     if plan.needsStatisticsPass {
       plan.useStatistics(from: try await plan.engine.preparingDatasetStatistics(workers: options.workers))
@@ -131,11 +127,6 @@ public enum Preparer {
     return max(1, min(storage.samplesPerShard, limit / max(bytes, 1)))
   }
 
-  static func nowSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-  }
 }
 
 extension StatisticsEntry {
@@ -288,7 +279,7 @@ final class PreparePlan {
       shards: shardEntries.count, built: toBuild.count, reused: shardEntries.count - toBuild.count,
       pipelineSamples: shardEntries.reduce(0) { $0 + ($1.pipelineSamples[1] - $1.pipelineSamples[0]) },
       trainingSamples: shardEntries.reduce(0) { $0 + $1.samples }, bytes: shardEntries.reduce(0) { $0 + $1.bytes },
-      bytesBuilt: state.bytesBuilt, seconds: Preparer.nowSeconds() - start, manifest: manifestPath, isPart: isPart)
+      bytesBuilt: state.bytesBuilt, seconds: MonotonicClock.seconds() - start, manifest: manifestPath, isPart: isPart)
   }
 }
 
@@ -350,7 +341,7 @@ final class BuildState {
       builder = nil
     }
     done += 1
-    progress(PrepareProgress(done: done, total: indices, written: written, elapsedSeconds: Preparer.nowSeconds() - start))
+    progress(PrepareProgress(done: done, total: indices, written: written, elapsedSeconds: MonotonicClock.seconds() - start))
   }
 }
 

@@ -1,3 +1,5 @@
+import SegCore
+
 /// Bilinear ×2 up-sampling with `align_corners = False` (PyTorch's
 /// `interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)`).
 ///
