@@ -93,4 +93,40 @@ import Testing
       ($0 as? FileIOError)?.code == .notFound && "\($0)".hasSuffix("/missing: cannot stat: No such file or directory")
     }
   }
+
+  @Test func statisticsSumUpTheSamplesAndNameCorruptShards() throws {
+    let dir = TestPaths.temporaryDirectory("writer-stats")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let writer = try ShardSetWriter(directory: dir)
+    let settings = ShardSettings(
+      imageDType: "float16", imageScale: 1, maskDType: "uint16", weightDType: "float32", pipelineSamplesPerShard: 2,
+      tiles: nil, maskKind: "instances")
+    let entries = try [0, 1].map { try Self.writeShard(writer, $0, key: "key\($0)") }
+    _ = try writer.writeManifest(
+      ShardManifest(
+        pipeline: .object([]), pipelineSHA256: "p", pipelineFile: nil, settings: settings, sources: [],
+        datasetStatistics: nil, classFrequencies: nil, shards: entries))
+    let set = try ShardSet(directory: dir)
+    let stats = ShardSetStatistics(set, readSamples: true, verify: true)
+    #expect(stats.shapes.map(\.shape) == ["2×2×3 → 2×3"] && stats.shapes.map(\.samples) == [4])
+    #expect(stats.imageMin == 0 && stats.imageMax == 12.0 / 8)
+    // Mask values v·700 + s for v in 0..<6, s in 0, 1, in two shards: each pixel value twice.
+    #expect(stats.maskValues.map(\.value) == [0, 1, 700, 701, 1400, 1401, 2100, 2101, 2800, 2801, 3500, 3501])
+    #expect(stats.maskValues.allSatisfy { $0.pixels == 2 } && stats.maskPixels == 24 && stats.backgroundPixels == 2)
+    #expect(stats.foregroundValues == 11)
+    #expect(stats.weightMin == 0.25 && stats.weightMax == 5.25 && stats.weightMean == 2.75)
+    #expect(stats.corrupt.isEmpty)
+
+    let manifestOnly = ShardSetStatistics(set, readSamples: false, verify: false)
+    #expect(!manifestOnly.samplesRead && manifestOnly.maskValuePixels.isEmpty && manifestOnly.weightMean == nil)
+
+    var bytes = try FileIO.read(set.path(ofShard: 1))
+    bytes[600] ^= 1
+    try FileIO.writeAtomically(bytes, to: set.path(ofShard: 1))
+    for readSamples in [true, false] {
+      let damaged = ShardSetStatistics(set, readSamples: readSamples, verify: true)
+      #expect(damaged.corrupt.map(\.shard) == ["shard-000001.tar"] && damaged.corrupt.first?.error.code == .checksumMismatch)
+    }
+    #expect(ShardSetStatistics(set, readSamples: false, verify: false).corrupt.isEmpty, "no checksums without verify")
+  }
 }
