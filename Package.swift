@@ -3,9 +3,11 @@
 // swift-unet: biomedical images and label masks → augmented, tiled U-Net training shards, and
 // a U-Net trainer on OpenBLAS. See README.md and ../shared/SPEC.md.
 //
-// Layout (each library depends only on the ones listed above it):
-//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims
-//   libraries      SegCore → SegIO → …
+// Layout: ARCHITECTURE.md draws the modules and lists each one's dependencies; the lists below
+// say the same (Tests/UnetCLITests/ArchitectureTests.swift checks both against the imports).
+//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims,
+//                  CKernels, CSystemShims
+//   libraries      SegCore at the bottom; each library depends only on ones below it
 //   executable     unet (swift-argument-parser)
 //   tests          SegTestSupport (shared helpers and naive references) + one bundle per library
 import PackageDescription
@@ -77,7 +79,7 @@ let package = Package(
 
     // MARK: - Test support and unit test bundles
     .target(
-      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline"],
+      name: "SegTestSupport", dependencies: ["SegCore", "SegAugment"],
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
@@ -87,7 +89,7 @@ let package = Package(
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
-    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegTiling", "SegTestSupport"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPreviewTests",
