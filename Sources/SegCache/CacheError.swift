@@ -1,8 +1,5 @@
 import SegCore
 
-/// A problem with a shard set: the file and what is wrong, with a hint.
-public typealias CacheError = DomainError<CacheErrorCode>
-
 /// The codes of ``CacheError``.
 public enum CacheErrorCode: String, CaseIterable, ErrorCode {
   /// No manifest.json in the folder.
@@ -26,3 +23,6 @@ public enum CacheErrorCode: String, CaseIterable, ErrorCode {
   /// Writing failed.
   case ioFailure
 }
+
+/// A problem with a shard set: the file and what is wrong, with a hint.
+public typealias CacheError = DomainError<CacheErrorCode>

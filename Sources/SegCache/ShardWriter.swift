@@ -34,32 +34,6 @@ public enum ShardFileNames {
   }
 }
 
-/// The dtypes a shard's members are written in.
-public struct SampleEncoding: Sendable, Equatable {
-  /// float32, float16, uint8 or uint16; integer images hold round(value / `imageScale`).
-  public var imageDType: String
-  public var imageScale: Double
-  /// uint8, uint16 or uint32.
-  public var maskDType: String
-  /// float32 or float16.
-  public var weightDType: String
-
-  public init(imageDType: String, imageScale: Double, maskDType: String, weightDType: String) {
-    self.imageDType = imageDType
-    self.imageScale = imageScale
-    self.maskDType = maskDType
-    self.weightDType = weightDType
-  }
-
-  /// A generous estimate of one training sample's bytes in a shard: four tar headers, the
-  /// arrays (masks counted at 4 bytes a pixel) and 2 KiB for `.npy` headers, the JSON record
-  /// and padding.
-  public func estimatedBytes(imageSamples: Int, maskSamples: Int, weightSamples: Int) -> Int {
-    4 * Tar.block + imageSamples * SampleCodec.bytes(imageDType) + maskSamples * 4
-      + weightSamples * SampleCodec.bytes(weightDType) + 2048
-  }
-}
-
 /// Writes one shard: tar members as samples arrive, then the index file, both under staging
 /// names that carry the shard's content key (``ShardSetWriter/promote(shard:key:)`` moves
 /// them into place).
@@ -67,21 +41,21 @@ public final class ShardBuilder {
   public let shard: Int
   public let key: String
   public let pipelineSamples: Range<Int>
-  let encoding: SampleEncoding
+  let settings: ShardSettings
   let directory: String
   private let writer: TarFileWriter
   private var members: [SampleEntry] = []
 
   /// Starts shard `shard` (content key `key`, holding the pipeline samples
-  /// `pipelineSamples`) in `directory`.
+  /// `pipelineSamples`) in `directory`; members are encoded as the set's `settings` say.
   public init(
-    directory: String, shard: Int, key: String, pipelineSamples: Range<Int>, encoding: SampleEncoding
+    directory: String, shard: Int, key: String, pipelineSamples: Range<Int>, settings: ShardSettings
   ) throws(FileIOError) {
     self.directory = directory
     self.shard = shard
     self.key = key
     self.pipelineSamples = pipelineSamples
-    self.encoding = encoding
+    self.settings = settings
     writer = try TarFileWriter(path: directory + "/" + ShardFileNames.staged(key))
   }
 
@@ -94,16 +68,16 @@ public final class ShardBuilder {
     key: String, image: Image, mask: Image?, weights: Image?, record: [(String, JSONValue)], source: Int, sample: Int,
     tile: Int
   ) throws(FileIOError) {
-    let imageBytes = SampleCodec.encodeImage(image, dtype: encoding.imageDType, scale: encoding.imageScale)
+    let imageBytes = SampleCodec.encodeImage(image, dtype: settings.imageDType, scale: settings.imageScale)
     let imageOffset = try writer.add(name: key + ".image.npy", data: imageBytes)
     var maskRange: [Int]? = nil
     if let mask {
-      let bytes = SampleCodec.encodePlane(mask, dtype: encoding.maskDType)
+      let bytes = SampleCodec.encodePlane(mask, dtype: settings.maskDType ?? "uint16")
       maskRange = [try writer.add(name: key + ".mask.npy", data: bytes), bytes.count]
     }
     var weightRange: [Int]? = nil
     if let weights {
-      let bytes = SampleCodec.encodePlane(weights, dtype: encoding.weightDType)
+      let bytes = SampleCodec.encodePlane(weights, dtype: settings.weightDType ?? "float32")
       weightRange = [try writer.add(name: key + ".weight.npy", data: bytes), bytes.count]
     }
     let json = Array(JSONValue.object([("key", .string(key))] + record).serialized().utf8) + [0x0A]
@@ -114,6 +88,16 @@ public final class ShardBuilder {
         json: [jsonOffset, json.count], shape: [image.channels, image.height, image.width],
         labelShape: mask.map { [$0.height, $0.width] } ?? weights.map { [$0.height, $0.width] }, source: source,
         sample: sample, tile: tile))
+  }
+
+  /// A generous estimate of one training sample's bytes in a shard: four tar headers, the
+  /// arrays (masks counted at 4 bytes a pixel) and 2 KiB for `.npy` headers, the JSON record
+  /// and padding.
+  public static func estimatedBytes(
+    imageSamples: Int, imageDType: String, maskSamples: Int, weightSamples: Int, weightDType: String
+  ) -> Int {
+    4 * Tar.block + imageSamples * SampleCodec.bytes(imageDType) + maskSamples * 4
+      + weightSamples * SampleCodec.bytes(weightDType) + 2048
   }
 
   /// Ends the tar (fsync, rename to its staging name), then writes its index the same way.

@@ -1,8 +1,5 @@
 import SegCore
 
-/// Why an image or array file could not be read or written.
-public typealias ImageIOError = DomainError<ImageIOErrorCode>
-
 /// The codes of ``ImageIOError``.
 public enum ImageIOErrorCode: String, CaseIterable, ErrorCode {
   /// The file could not be opened or read.
@@ -20,3 +17,6 @@ public enum ImageIOErrorCode: String, CaseIterable, ErrorCode {
   /// An encoder was given an image it cannot write (wrong type or channel count).
   case cannotEncode
 }
+
+/// Why an image or array file could not be read or written.
+public typealias ImageIOError = DomainError<ImageIOErrorCode>

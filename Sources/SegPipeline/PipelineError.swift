@@ -1,9 +1,5 @@
 import SegCore
 
-/// A problem with a pipeline file or its sources: the file, the line, the key and what is
-/// wrong, on one line.
-public typealias PipelineError = DomainError<PipelineErrorCode>
-
 /// The codes of ``PipelineError``.
 public enum PipelineErrorCode: String, CaseIterable, ErrorCode {
   /// The file could not be read.
@@ -29,3 +25,7 @@ public enum PipelineErrorCode: String, CaseIterable, ErrorCode {
 
   public static var subject: String? { "pipeline" }
 }
+
+/// A problem with a pipeline file or its sources: the file, the line, the key and what is
+/// wrong, on one line.
+public typealias PipelineError = DomainError<PipelineErrorCode>

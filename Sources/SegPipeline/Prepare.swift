@@ -117,12 +117,13 @@ public enum Preparer {
 
   /// Pipeline samples per shard: the configured count, lowered so a shard stays under
   /// `max_bytes` judging by the first sample's size.
-  static func samplesPerShard(_ engine: PipelineEngine, _ storage: ShardOutputSettings, _ encoding: SampleEncoding) throws -> Int {
+  static func samplesPerShard(_ engine: PipelineEngine, _ storage: ShardOutputSettings) throws -> Int {
     guard let limit = storage.maxBytes, engine.sampleCount > 0 else { return storage.samplesPerShard }
     let tiles = Tiler(settings: engine.spec.tiles, seed: engine.spec.seed).tiles(of: try engine.sample(0))
     let bytes = tiles.reduce(0) {
-      $0 + encoding.estimatedBytes(
-        imageSamples: $1.image.sampleCount, maskSamples: $1.mask?.sampleCount ?? 0, weightSamples: $1.weights?.sampleCount ?? 0)
+      $0 + ShardBuilder.estimatedBytes(
+        imageSamples: $1.image.sampleCount, imageDType: storage.imageDType, maskSamples: $1.mask?.sampleCount ?? 0,
+        weightSamples: $1.weights?.sampleCount ?? 0, weightDType: storage.weightDType)
     }
     return max(1, min(storage.samplesPerShard, limit / max(bytes, 1)))
   }
@@ -165,7 +166,6 @@ final class PreparePlan {
   private(set) var frequencies: [UInt64]?
   private(set) var needsStatisticsPass = false
   private(set) var storage: ShardOutputSettings
-  private(set) var encoding: SampleEncoding?
   private(set) var settings: ShardSettings?
   private(set) var settingsHash = ""
   private(set) var perShard = 1
@@ -218,11 +218,7 @@ final class PreparePlan {
   /// Storage settings, the plan, and which of this part's shards can be reused.
   func decideShards() throws {
     if storage.maskDType == nil { storage.maskDType = try Preparer.automaticMaskDType(engine) }
-    let encoding = SampleEncoding(
-      imageDType: storage.imageDType, imageScale: storage.imageScale, maskDType: storage.maskDType ?? "uint16",
-      weightDType: storage.weightDType)
-    self.encoding = encoding
-    perShard = try Preparer.samplesPerShard(engine, storage, encoding)
+    perShard = try Preparer.samplesPerShard(engine, storage)
     settings = ShardSettings(
       imageDType: storage.imageDType, imageScale: storage.imageScale,
       maskDType: engine.sources.first?.mask == nil ? nil : storage.maskDType,
@@ -247,9 +243,9 @@ final class PreparePlan {
   var indices: [Int] { toBuild.flatMap { Array(range($0)) } }
 
   func buildState(start: Double, progress: @escaping (PrepareProgress) -> Void) throws -> BuildState {
-    guard let encoding else { throw CacheError(.ioFailure, path: writer.directory, "shard settings were not decided") }
+    guard let settings else { throw CacheError(.ioFailure, path: writer.directory, "shard settings were not decided") }
     return BuildState(
-      directory: writer.directory, perShard: perShard, total: engine.sampleCount, encoding: encoding,
+      directory: writer.directory, perShard: perShard, total: engine.sampleCount, settings: settings,
       tiler: Tiler(settings: spec.tiles, seed: spec.seed), keys: keys, indices: indices.count, start: start,
       progress: progress)
   }
@@ -289,7 +285,7 @@ final class BuildState {
   let directory: String
   let perShard: Int
   let total: Int
-  let encoding: SampleEncoding
+  let settings: ShardSettings
   let tiler: Tiler
   let keys: [Int: String]
   let indices: Int
@@ -302,13 +298,13 @@ final class BuildState {
   private var written = 0
 
   init(
-    directory: String, perShard: Int, total: Int, encoding: SampleEncoding, tiler: Tiler, keys: [Int: String],
+    directory: String, perShard: Int, total: Int, settings: ShardSettings, tiler: Tiler, keys: [Int: String],
     indices: Int, start: Double, progress: @escaping (PrepareProgress) -> Void
   ) {
     self.directory = directory
     self.perShard = perShard
     self.total = total
-    self.encoding = encoding
+    self.settings = settings
     self.tiler = tiler
     self.keys = keys
     self.indices = indices
@@ -321,7 +317,7 @@ final class BuildState {
     let range = (k * perShard)..<min(total, (k + 1) * perShard)
     if builder?.shard != k {
       builder = try ShardBuilder(
-        directory: directory, shard: k, key: keys[k] ?? "", pipelineSamples: range, encoding: encoding)
+        directory: directory, shard: k, key: keys[k] ?? "", pipelineSamples: range, settings: settings)
     }
     guard let current = builder else { return }
     let stem = processed.record["source"]?["stem"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "sample"

@@ -5,12 +5,14 @@ import SegTestSupport
 import Testing
 
 @Suite struct ShardWriterTests {
-  static let encoding = SampleEncoding(imageDType: "float16", imageScale: 1, maskDType: "uint16", weightDType: "float32")
+  static let settings = ShardSettings(
+    imageDType: "float16", imageScale: 1, maskDType: "uint16", weightDType: "float32", pipelineSamplesPerShard: 2,
+    tiles: nil, maskKind: "instances")
 
   /// Writes shard `k` of two samples through the writer's whole lifecycle, as `prepare` does.
   static func writeShard(_ writer: ShardSetWriter, _ k: Int, key: String) throws -> ShardEntry {
     let builder = try ShardBuilder(
-      directory: writer.directory, shard: k, key: key, pipelineSamples: (2 * k)..<(2 * k + 2), encoding: encoding)
+      directory: writer.directory, shard: k, key: key, pipelineSamples: (2 * k)..<(2 * k + 2), settings: settings)
     for s in 0..<2 {
       let image = Image(width: 3, height: 2, channels: 2, pixels: (0..<12).map { Float($0 + s) / 8 })
       let mask = Image(width: 3, height: 2, pixels: (0..<6).map { UInt16($0 * 700 + s) })
@@ -30,12 +32,9 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let writer = try ShardSetWriter(directory: dir + "/set")
     #expect(writer.previousManifest() == nil)
-    let settings = ShardSettings(
-      imageDType: "float16", imageScale: 1, maskDType: "uint16", weightDType: "float32", pipelineSamplesPerShard: 2,
-      tiles: nil, maskKind: "instances")
     let entries = try [0, 1].map { try Self.writeShard(writer, $0, key: "key\($0)") }
     let manifest = ShardManifest(
-      pipeline: .object([]), pipelineSHA256: "p", pipelineFile: nil, settings: settings, sources: [],
+      pipeline: .object([]), pipelineSHA256: "p", pipelineFile: nil, settings: Self.settings, sources: [],
       datasetStatistics: nil, classFrequencies: nil, shards: entries)
     #expect(try writer.writeManifest(manifest) == dir + "/set/manifest.json")
     #expect(writer.previousManifest() == manifest)
@@ -98,13 +97,10 @@ import Testing
     let dir = TestPaths.temporaryDirectory("writer-stats")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let writer = try ShardSetWriter(directory: dir)
-    let settings = ShardSettings(
-      imageDType: "float16", imageScale: 1, maskDType: "uint16", weightDType: "float32", pipelineSamplesPerShard: 2,
-      tiles: nil, maskKind: "instances")
     let entries = try [0, 1].map { try Self.writeShard(writer, $0, key: "key\($0)") }
     _ = try writer.writeManifest(
       ShardManifest(
-        pipeline: .object([]), pipelineSHA256: "p", pipelineFile: nil, settings: settings, sources: [],
+        pipeline: .object([]), pipelineSHA256: "p", pipelineFile: nil, settings: Self.settings, sources: [],
         datasetStatistics: nil, classFrequencies: nil, shards: entries))
     let set = try ShardSet(directory: dir)
     let stats = ShardSetStatistics(set, readSamples: true, verify: true)
