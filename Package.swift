@@ -47,21 +47,22 @@ let package = Package(
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegModel", exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
-    .target(name: "SegTiling", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegTiling", dependencies: ["SegCore", "SegModel"], exclude: ["README.md"]),
     .target(name: "SegCache", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
       ],
       exclude: ["README.md"]),
-    .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
+    .target(name: "SegTrain", dependencies: ["SegCore", "SegModel", "COpenBLAS"], exclude: ["README.md"]),
     .target(
       name: "SegWorkflow",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
       ],
       exclude: ["README.md"]),
     .target(
@@ -73,7 +74,7 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -86,10 +87,11 @@ let package = Package(
     .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPipelineTests",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
     .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegModelTests", dependencies: ["SegModel"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPreviewTests",
@@ -97,8 +99,9 @@ let package = Package(
     .testTarget(name: "SegRenderTests", dependencies: ["SegRender"]),
     .testTarget(
       name: "SegWorkflowTests",
-      dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
-    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
+      dependencies: ["SegCore", "SegIO", "SegCache", "SegModel", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"],
+      exclude: ["Frozen"]),
+    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegModel", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),
   ]

@@ -1,4 +1,5 @@
 import SegCore
+import SegModel
 
 /// How a pipeline sample becomes training samples (the `tiles:` section of a pipeline).
 /// Without it, the whole sample is one training sample.
@@ -10,14 +11,15 @@ public struct TileSettings: Sendable, Equatable {
     case random
   }
 
-  public var network: UNetGeometry
+  /// The size rules of the network the tiles are cut for.
+  public var network: NetworkGeometry
   /// Network input size (pixels per side) and the label window it predicts.
   public var input: Int
   public var output: Int
   public var mode: Mode
   public var count: Int
 
-  public init(network: UNetGeometry, input: Int, output: Int, mode: Mode, count: Int) {
+  public init(network: NetworkGeometry, input: Int, output: Int, mode: Mode, count: Int) {
     self.network = network
     self.input = input
     self.output = output
@@ -28,11 +30,15 @@ public struct TileSettings: Sendable, Equatable {
   /// Context each side of the label window.
   public var margin: Int { (input - output) / 2 }
 
+  /// The canonical form (in the manifest; `architecture` only when it is not the U-Net, so the
+  /// shard sets of U-Net pipelines keep their hashes).
   public var json: JSONValue {
-    .object([
+    var fields: [(String, JSONValue)] = network.architecture == .unet ? [] : [("architecture", .string(network.architecture.rawValue))]
+    fields += [
       ("depth", .int(network.depth)), ("padding", .string(network.padding.rawValue)), ("input", .int(input)),
       ("output", .int(output)), ("mode", .string(mode.rawValue)), ("count", .int(count)),
-    ])
+    ]
+    return .object(fields)
   }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import SegCore
+import SegModel
 
 /// Why a checkpoint could not be read.
 public typealias CheckpointError = DomainError<CheckpointErrorCode>
@@ -26,7 +27,7 @@ public enum CheckpointErrorCode: String, ErrorCode {
 /// File format (all integers and floats little-endian):
 ///
 ///     offset 0    8 bytes   magic "UNETCKPT"
-///     offset 8    UInt32    format version (1)
+///     offset 8    UInt32    format version (2; version 1 is still read)
 ///     offset 12   UInt32    header length L
 ///     offset 16   L bytes   JSON header (UTF-8, sorted keys; see `Header`)
 ///     then        4·P bytes parameters (float32), P = header.parameter_count
@@ -34,7 +35,9 @@ public enum CheckpointErrorCode: String, ErrorCode {
 ///                 4·O bytes optimiser state, O = header.optimizer_state_count
 ///     last        32 bytes  SHA-256 of every byte before it
 ///
-/// The header records the network configuration, the training configuration (optimiser kind
+/// The header records the network configuration (format 2: any architecture, with an
+/// `architecture` key, and the prediction settings under `inference`; format 1: a U-Net
+/// configuration), the training configuration (optimiser kind
 /// and hyper-parameters, schedule, loss, clipping, seed), the schedule's running state, step,
 /// epoch, the random-number state, the counts above, the parameter views (names, offsets,
 /// shapes) and free-form caller metadata. Files are written atomically
@@ -44,7 +47,9 @@ public enum CheckpointErrorCode: String, ErrorCode {
 /// (`RandomStream(seed:path:[2, step])` for dropout), so (seed, step) restores it exactly; the
 /// header also records the stream of the next step for inspection.
 public struct Checkpoint: Sendable {
-  public var model: UNet
+  public var model: Network
+  /// How prediction runs the network (U-Net++ heads); changeable after training.
+  public var inference: InferenceSettings
   public var training: TrainingConfiguration
   public var scheduler: LearningRateScheduler
   public var optimizerState: [Float]
@@ -54,11 +59,12 @@ public struct Checkpoint: Sendable {
   public var metadata: [String: String]
 
   public static let magic: [UInt8] = Array("UNETCKPT".utf8)
-  public static let formatVersion: UInt32 = 1
+  public static let formatVersion: UInt32 = 2
 
   /// The state of `trainer` now.
-  public init(_ trainer: Trainer, metadata: [String: String] = [:]) {
+  public init(_ trainer: Trainer, inference: InferenceSettings = InferenceSettings(), metadata: [String: String] = [:]) {
     model = trainer.model
+    self.inference = inference
     training = trainer.configuration
     scheduler = trainer.scheduler
     optimizerState = trainer.optimizer.state
@@ -79,6 +85,31 @@ public struct Checkpoint: Sendable {
 
   struct Header: Codable {
     var format: String
+    var network: NetworkConfiguration
+    var inference: InferenceSettings
+    var training: TrainingConfiguration
+    var scheduler: LearningRateScheduler
+    var step: Int
+    var epoch: Int
+    var random: RandomState
+    var parameterCount: Int
+    var stateCount: Int
+    var optimizerStateCount: Int
+    var parameterViews: [ParameterView]
+    var metadata: [String: String]
+
+    enum CodingKeys: String, CodingKey {
+      case format, network, inference, training, scheduler, step, epoch, random, metadata
+      case parameterCount = "parameter_count"
+      case stateCount = "state_count"
+      case optimizerStateCount = "optimizer_state_count"
+      case parameterViews = "parameter_views"
+    }
+  }
+
+  /// The header of format 1: a U-Net configuration and no prediction settings.
+  struct HeaderV1: Codable {
+    var format: String
     var network: UNetConfiguration
     var training: TrainingConfiguration
     var scheduler: LearningRateScheduler
@@ -98,6 +129,13 @@ public struct Checkpoint: Sendable {
       case optimizerStateCount = "optimizer_state_count"
       case parameterViews = "parameter_views"
     }
+
+    var current: Header {
+      Header(
+        format: format, network: .unet(network), inference: InferenceSettings(), training: training, scheduler: scheduler,
+        step: step, epoch: epoch, random: random, parameterCount: parameterCount, stateCount: stateCount,
+        optimizerStateCount: optimizerStateCount, parameterViews: parameterViews, metadata: metadata)
+    }
   }
 
   static let formatName = "swift-unet checkpoint"
@@ -107,7 +145,7 @@ public struct Checkpoint: Sendable {
   /// The file's bytes.
   public func encoded() throws -> [UInt8] {
     let header = Header(
-      format: Self.formatName, network: model.configuration, training: training, scheduler: scheduler,
+      format: Self.formatName, network: model.configuration, inference: inference, training: training, scheduler: scheduler,
       step: step, epoch: epoch,
       random: RandomState(seed: training.seed, nextDropoutStream: RandomStream(seed: training.seed, path: [Trainer.dropoutStream, UInt64(step)])),
       parameterCount: model.parameters.count, stateCount: model.state.count,
@@ -142,12 +180,12 @@ public struct Checkpoint: Sendable {
   ///   - expecting: when given, the network configuration the caller will load the weights
   ///     into; a checkpoint of another network throws `.wrongArchitecture`.
   /// - Throws: ``CheckpointError`` (or ``FileIOError`` when the file cannot be read).
-  public static func read(from path: String, expecting: UNetConfiguration? = nil) throws -> Checkpoint {
+  public static func read(from path: String, expecting: NetworkConfiguration? = nil) throws -> Checkpoint {
     try decode(try FileIO.read(path), path: path, expecting: expecting)
   }
 
   /// Decodes checkpoint bytes (`path` is used in error messages).
-  public static func decode(_ bytes: [UInt8], path: String? = nil, expecting: UNetConfiguration? = nil) throws(CheckpointError) -> Checkpoint {
+  public static func decode(_ bytes: [UInt8], path: String? = nil, expecting: NetworkConfiguration? = nil) throws(CheckpointError) -> Checkpoint {
     let rebuild = "the file is damaged; use another checkpoint of the run or train again"
     guard bytes.count >= 8, Array(bytes[0..<8]) == magic else {
       throw CheckpointError(.notACheckpoint, path: path, "not a swift-unet checkpoint (no UNETCKPT magic)", hint: "pass a .ckpt file written by unet train")
@@ -156,8 +194,8 @@ public struct Checkpoint: Sendable {
       throw CheckpointError(.truncated, path: path, "truncated: \(bytes.count) bytes, the fixed header alone is 16", hint: rebuild)
     }
     let version = readLE32(bytes, 8)
-    guard version == formatVersion else {
-      throw CheckpointError(.unsupportedVersion, path: path, "checkpoint format version \(version); this build reads version \(formatVersion)", hint: "use the unet release that wrote it")
+    guard version == 1 || version == formatVersion else {
+      throw CheckpointError(.unsupportedVersion, path: path, "checkpoint format version \(version); this build reads versions 1 and \(formatVersion)", hint: "use the unet release that wrote it")
     }
     let headerLength = Int(readLE32(bytes, 12))
     guard bytes.count >= 16 + headerLength + 32 else {
@@ -169,7 +207,8 @@ public struct Checkpoint: Sendable {
     }
     let header: Header
     do {
-      header = try JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)]))
+      let json = Data(bytes[16..<(16 + headerLength)])
+      header = version == 1 ? try JSONDecoder().decode(HeaderV1.self, from: json).current : try JSONDecoder().decode(Header.self, from: json)
     } catch {
       if !checksumMatches() {
         throw CheckpointError(.corruptChecksum, path: path, "SHA-256 mismatch: the contents were changed or damaged", hint: rebuild)
@@ -195,14 +234,16 @@ public struct Checkpoint: Sendable {
     if let expecting, expecting != header.network {
       throw CheckpointError(
         .wrongArchitecture, path: path,
-        "holds a different network: \(describe(header.network)), expected \(describe(expecting))",
+        "holds a different network: \(header.network.summary), expected \(expecting.summary)",
         hint: "load it with the network options it was trained with, or start a new run")
     }
-    let problems = header.network.problems + header.training.problems
+    var problems = header.network.problems + header.training.problems
+    if let p = header.network.geometry.problem { problems.append(p) }
+    if let p = header.inference.problem(for: header.network) { problems.append(p) }
     if let first = problems.first {
       throw CheckpointError(.badHeader, path: path, "invalid configuration in header: \(first)", hint: rebuild)
     }
-    var model = UNet(structureOf: header.network)
+    var model = Network(structureOf: header.network)
     guard model.parameters.count == header.parameterCount, model.state.count == header.stateCount,
       header.optimizerStateCount == header.parameterCount * header.training.optimizer.stateMultiplier
     else {
@@ -215,16 +256,22 @@ public struct Checkpoint: Sendable {
     model.parameters = readFloatsLE(bytes, &offset, header.parameterCount)
     model.state = readFloatsLE(bytes, &offset, header.stateCount)
     let optimizerState = readFloatsLE(bytes, &offset, header.optimizerStateCount)
+    guard header.parameterViews == model.parameterViews else {
+      throw CheckpointError(
+        .wrongArchitecture, path: path, "its parameter layout differs from the one this build makes for \(header.network.summary)",
+        hint: "the checkpoint was written by an incompatible build")
+    }
     return Checkpoint(
-      model: model, training: header.training, scheduler: header.scheduler, optimizerState: optimizerState,
-      step: header.step, epoch: header.epoch, metadata: header.metadata)
+      model: model, inference: header.inference, training: header.training, scheduler: header.scheduler,
+      optimizerState: optimizerState, step: header.step, epoch: header.epoch, metadata: header.metadata)
   }
 
   init(
-    model: UNet, training: TrainingConfiguration, scheduler: LearningRateScheduler, optimizerState: [Float],
-    step: Int, epoch: Int, metadata: [String: String]
+    model: Network, inference: InferenceSettings, training: TrainingConfiguration, scheduler: LearningRateScheduler,
+    optimizerState: [Float], step: Int, epoch: Int, metadata: [String: String]
   ) {
     self.model = model
+    self.inference = inference
     self.training = training
     self.scheduler = scheduler
     self.optimizerState = optimizerState
@@ -233,9 +280,6 @@ public struct Checkpoint: Sendable {
     self.metadata = metadata
   }
 
-  static func describe(_ c: UNetConfiguration) -> String {
-    "depth \(c.depth), base width \(c.baseWidth), \(c.padding.rawValue) padding, \(c.upMode.rawValue) up-sampling, batch norm \(c.batchNorm ? "on" : "off"), \(c.inputChannels) input channel(s), \(c.classes) classes"
-  }
 }
 
 // MARK: - Little-endian helpers

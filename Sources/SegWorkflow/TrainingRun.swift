@@ -2,6 +2,7 @@ import Foundation
 import SegCache
 import SegCore
 import SegIO
+import SegModel
 import SegPipeline
 import SegRender
 import SegTiling
@@ -68,7 +69,7 @@ public struct TrainSummary: Sendable {
   public var stoppedEarly: String?
 }
 
-/// `unet train`: trains a U-Net from shards, with a validation split by source image, a metrics
+/// `unet train`: trains a network (U-Net, U-Net++ or UNet 3+) from shards, with a validation split by source image, a metrics
 /// log (JSON lines), a plot, atomic checkpoints and resume.
 ///
 /// The data order depends only on the seed and the epoch (shards shuffled per epoch, then a
@@ -78,7 +79,7 @@ public final class TrainingRun {
   public let options: TrainRunOptions
   public let data: TrainingData
   public let trainer: Trainer
-  public let configuration: UNetConfiguration
+  public let configuration: NetworkConfiguration
   let log: (String) -> Void
   let totalSteps: Int
   let batchesPerEpoch: Int
@@ -104,26 +105,24 @@ public final class TrainingRun {
       set: set, validationFraction: t.validationFraction, validationStems: t.validationSources, classes: t.classes,
       seed: options.seed)
     // The network: padding from the section, else from the shards' tiles, else what fits.
-    var padding: UNetConfiguration.Padding
-    if let p = t.padding {
-      padding = p == .same ? .same : .valid
-    } else if case .string(let p)? = set.manifest.settings.tiles?["padding"] {
-      padding = p == "same" ? .same : .valid
+    let fallback: NetworkPadding
+    if case .string(let p)? = set.manifest.settings.tiles?["padding"] {
+      fallback = p == "same" ? .same : .valid
     } else {
-      padding = data.inputSize == data.labelSize ? .same : .valid
+      fallback = data.inputSize == data.labelSize || t.architecture != .unet ? .same : .valid
     }
-    configuration = UNetConfiguration(
-      depth: t.depth, baseWidth: t.width, padding: padding, upMode: t.upMode == "bilinear" ? .bilinear : .transposed,
-      batchNorm: t.batchNorm, dropout: Float(t.dropout), inputChannels: data.channels, classes: data.classes)
-    if let problem = configuration.problems.first { throw WorkflowError(.badSettings, problem) }
+    if let problem = t.problem { throw WorkflowError(.badSettings, problem) }
+    configuration = t.network(channels: data.channels, classes: data.classes, fallbackPadding: fallback)
+    if let problem = configuration.problems.first ?? configuration.geometry.problem { throw WorkflowError(.badSettings, problem) }
+    let geometry = configuration.geometry
     guard data.inputSize.height == data.inputSize.width, data.labelSize.height == data.labelSize.width,
-      configuration.outputSize(forInput: data.inputSize.height) == data.labelSize.height
+      geometry.outputSize(forInput: data.inputSize.height) == data.labelSize.height
     else {
-      let out = configuration.outputSize(forInput: data.inputSize.height).map { "\($0) × \($0)" } ?? "nothing (not a legal input)"
+      let out = geometry.outputSize(forInput: data.inputSize.height).map { "\($0) × \($0)" } ?? "nothing (not a legal input)"
       throw WorkflowError(
         .incompatible, path: options.shards,
         "the shards hold \(data.inputSize.height) × \(data.inputSize.width) tiles with \(data.labelSize.height) × \(data.labelSize.width) labels, "
-          + "but a depth-\(t.depth) \(padding.rawValue) U-Net maps \(data.inputSize.height) to \(out)",
+          + "but \(geometry.summary) maps \(data.inputSize.height) to \(out)",
         hint: "match the pipeline's tiles: section to the network (or change train.network)")
     }
     guard data.trainingCount >= 1 else { throw WorkflowError(.badShards, path: options.shards, "no training samples after the validation split") }
@@ -167,7 +166,11 @@ public final class TrainingRun {
       try FileIO.writeAtomically(Array(kept.map { $0.line + "\n" }.joined().utf8), to: metrics)
       log("resumed from \(lastPath) at step \(trainer.stepCount) (epoch \(trainer.epoch))")
     } else {
-      let model = UNet(configuration: configuration, seed: options.seed)
+      let model = Network(configuration: configuration, seed: options.seed)
+      if case .weights(let w)? = t.headWeights, w.count != model.headCount {
+        throw WorkflowError(
+          .badSettings, "train.loss.head_weights lists \(w.count) weights, but this \(configuration.architecture.displayName) has \(model.headCount) heads")
+      }
       trainer = Trainer(
         model: model, configuration: try TrainingRun.trainingConfiguration(t, totalSteps: totalSteps, seed: options.seed))
       FileIO.remove(metrics)
@@ -176,22 +179,24 @@ public final class TrainingRun {
 
   /// The run's optimiser, schedule and loss from the section.
   static func trainingConfiguration(_ t: TrainSection, totalSteps: Int, seed: UInt64) throws -> TrainingConfiguration {
-    let optimizer: OptimizerConfiguration =
-      t.optimizer == "adam"
-      ? .adam(beta1: Float(t.beta1), beta2: Float(t.beta2), weightDecay: Float(t.weightDecay))
-      : .sgd(momentum: Float(t.momentum), weightDecay: Float(t.weightDecay))
+    let optimizer: OptimizerConfiguration
+    switch t.optimizer {
+    case .adam: optimizer = .adam(beta1: Float(t.beta1), beta2: Float(t.beta2), weightDecay: Float(t.weightDecay))
+    case .sgd: optimizer = .sgd(momentum: Float(t.momentum), weightDecay: Float(t.weightDecay))
+    }
     let lr = Float(t.learningRate)
     let schedule: LearningRateSchedule
     switch t.schedule {
-    case "step": schedule = .step(lr, every: t.stepSize, gamma: Float(t.gamma))
-    case "cosine": schedule = .cosine(lr, totalSteps: totalSteps, floor: Float(t.floor))
-    case "plateau": schedule = .plateau(lr, patience: t.patience, factor: Float(t.gamma), floor: Float(t.floor))
-    default: schedule = .constant(lr)
+    case .step: schedule = .step(lr, every: t.stepSize, gamma: Float(t.gamma))
+    case .cosine: schedule = .cosine(lr, totalSteps: totalSteps, floor: Float(t.floor))
+    case .plateau: schedule = .plateau(lr, patience: t.patience, factor: Float(t.gamma), floor: Float(t.floor))
+    case .constant: schedule = .constant(lr)
     }
-    let kind: LossConfiguration.Kind = t.loss == "dice" ? .dice : (t.loss == "cross_entropy+dice" ? .crossEntropyDice : .crossEntropy)
+    let loss = LossConfiguration(
+      terms: t.loss, focalAlpha: Float(t.focalAlpha), focalGamma: Float(t.focalGamma), headWeights: t.headWeights,
+      classificationWeight: Float(t.classificationWeight))
     let configuration = TrainingConfiguration(
-      optimizer: optimizer, schedule: schedule, loss: LossConfiguration(kind: kind),
-      maxGradientNorm: t.maxGradientNorm.map { Float($0) }, seed: seed)
+      optimizer: optimizer, schedule: schedule, loss: loss, maxGradientNorm: t.maxGradientNorm.map { Float($0) }, seed: seed)
     if let problem = configuration.problems.first { throw WorkflowError(.badSettings, problem) }
     return configuration
   }
@@ -215,8 +220,7 @@ public final class TrainingRun {
     var lastLoss = Double.nan
     var lastLog = Date()
     var stoppedEarly: String? = nil
-    log("training a \(configuration.padding.rawValue) U-Net (depth \(configuration.depth), width \(configuration.baseWidth), "
-        + "\(trainer.model.parameterCount) parameters) on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
+    log("training a \(configuration.summary) with \(trainer.model.parameterCount) parameters on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
         + "(sources held out: \(data.validationSources.count)); \(totalSteps) steps of batch \(t.batch), \(options.threads) threads")
     while trainer.stepCount < totalSteps {
       var samples: [StoredSample] = []
@@ -377,7 +381,7 @@ public final class TrainingRun {
   func checkpoint(named: Bool) throws {
     var metadata = metadataBase
     metadata["epoch_samples"] = String(epochSamples)
-    let c = Checkpoint(trainer, metadata: metadata)
+    let c = Checkpoint(trainer, inference: options.section.prediction, metadata: metadata)
     try c.write(to: lastCheckpointPath)
     if named {
       let s = String(trainer.stepCount)

@@ -198,8 +198,8 @@ public struct Conv2D: Sendable {
   /// Backward pass on raw NCHW buffers.
   ///
   /// Adds dL/dWt and dL/db into `gradients` (at the weight's and bias's offsets). When
-  /// `inputGradient` is given, writes dL/dX there (overwriting it); pass nil for the first
-  /// layer, whose input needs no gradient.
+  /// `inputGradient` is given, writes dL/dX there (overwriting it, or adding to it with
+  /// `accumulateInputGradient`); pass nil for the first layer, whose input needs no gradient.
   ///
   /// Fusion with the neighbouring ReLUs (so no layer needs a separate pass over its gradient):
   /// with `maskInputGradient`, X is the output of a ReLU and dX ← dX·[X > 0] is applied to each
@@ -215,7 +215,7 @@ public struct Conv2D: Sendable {
     input x: UnsafePointer<Float>, inputShape s: TensorShape, output y: UnsafePointer<Float>?,
     outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride: Int? = nil,
     outputGradientIsMasked: Bool = false,
-    inputGradient dx: UnsafeMutablePointer<Float>?,
+    inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInputGradient: Bool = false,
     maskInputGradient: Bool = false, inputBiasGradient: UnsafeMutablePointer<Float>? = nil,
     parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
@@ -227,7 +227,7 @@ public struct Conv2D: Sendable {
       precondition(!outputGradientIsMasked, "Conv2D.backward: a 1×1 convolution computes its own bias gradient")
       backwardPointwise(
         input: x, inputShape: s, output: y, outputGradient: dy, outputItemStride: ostride,
-        outputGradientIsMasked: outputGradientIsMasked, inputGradient: dx,
+        outputGradientIsMasked: outputGradientIsMasked, inputGradient: dx, accumulateInputGradient: accumulateInputGradient,
         maskInputGradient: maskInputGradient,
         inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients, scratch: scratch)
       return
@@ -297,7 +297,7 @@ public struct Conv2D: Sendable {
     let xs = SharedBuffer(x)
     let dxs = dx.map { SharedBuffer($0) }
     let pt = k - 1 - padding
-    let mask = maskInputGradient
+    let mask = maskInputGradient, accumulate = accumulateInputGradient
     var inputSums = [Double](repeating: 0, count: inputBiasGradient == nil ? 0 : cin * active)
     inputSums.withUnsafeMutableBufferPointer { sumsBuffer in
       let sums = sumsBuffer.baseAddress.map { SharedBuffer($0) }
@@ -326,7 +326,7 @@ public struct Conv2D: Sendable {
           BLAS.sgemm(
             transA: false, transB: false, m: cin, n: nc, k: kt, alpha: 1,
             a: shared.readOnly, lda: kt, b: UnsafePointer(col), ldb: nc,
-            beta: 0, c: dxChunk, ldc: s.plane)
+            beta: accumulate ? 1 : 0, c: dxChunk, ldc: s.plane)
           if mask {
             for c in 0..<cin {
               let sum = maskAndSum(dxChunk + c * s.plane, by: xChunk + c * s.plane, count: nc)
@@ -509,7 +509,7 @@ public struct Conv2D: Sendable {
   private func backwardPointwise(
     input x: UnsafePointer<Float>, inputShape s: TensorShape, output y: UnsafePointer<Float>?,
     outputGradient dy: UnsafeMutablePointer<Float>, outputItemStride ostride: Int, outputGradientIsMasked: Bool,
-    inputGradient dx: UnsafeMutablePointer<Float>?,
+    inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInputGradient: Bool,
     maskInputGradient: Bool, inputBiasGradient: UnsafeMutablePointer<Float>?,
     parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
@@ -571,7 +571,7 @@ public struct Conv2D: Sendable {
     guard let dx else { return }
     let dxs = SharedBuffer(dx)
     let wOff = weight.offset
-    let mask = maskInputGradient
+    let mask = maskInputGradient, accumulate = accumulateInputGradient
     var inputSums = [Double](repeating: 0, count: inputBiasGradient == nil ? 0 : cin * tasks)
     inputSums.withUnsafeMutableBufferPointer { sumsBuffer in
       let sums = sumsBuffer.baseAddress.map { SharedBuffer($0) }
@@ -585,7 +585,7 @@ public struct Conv2D: Sendable {
         BLAS.sgemm(
           transA: true, transB: false, m: cin, n: nc, k: cout, alpha: 1,
           a: ps.readOnly + wOff, lda: cin, b: dys.readOnly + (item * ostride + r0 * s.w), ldb: s.plane,
-          beta: 0, c: dxChunk, ldc: s.plane)
+          beta: accumulate ? 1 : 0, c: dxChunk, ldc: s.plane)
         if mask {
           let xChunk = xs.readOnly + (item * s.item + r0 * s.w)
           for c in 0..<cin {

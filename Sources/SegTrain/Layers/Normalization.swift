@@ -52,11 +52,14 @@ public struct BatchNorm2D: Sendable {
   ///   - saved: 2·C floats; training mode writes μ and 1/√(σ² + ε) per channel there for the
   ///     backward pass.
   ///   - state: the state buffer (running statistics), updated in training mode.
+  ///   - outputItemStride: floats between output items (≥ C·H·W; larger when Y is a channel
+  ///     block of a wider tensor, e.g. a concatenation).
   func forward(
     input x: UnsafePointer<Float>, shape s: TensorShape, output y: UnsafeMutablePointer<Float>,
-    training: Bool, parameters: UnsafePointer<Float>, state: UnsafeMutablePointer<Float>,
+    outputItemStride: Int? = nil, training: Bool, parameters: UnsafePointer<Float>, state: UnsafeMutablePointer<Float>,
     saved: UnsafeMutablePointer<Float>
   ) {
+    let ostride = outputItemStride ?? s.item
     precondition(s.c == channels, "BatchNorm2D: input has \(s.c) channels, expected \(channels)")
     let m = s.n * s.plane
     precondition(!training || m > 1, "BatchNorm2D: training needs more than one value per channel")
@@ -101,7 +104,7 @@ public struct BatchNorm2D: Sendable {
       let shift = ps[b0 + c] - Float(mean) * scale
       for n in 0..<s.n {
         let p = xs.readOnly + n * s.item + c * s.plane
-        let q = ys + (n * s.item + c * s.plane)
+        let q = ys + (n * ostride + c * s.plane)
         if relu {
           for i in 0..<s.plane {
             let v = p[i] * scale + shift
@@ -117,24 +120,29 @@ public struct BatchNorm2D: Sendable {
   /// Backward (training mode) on raw buffers: adds dγ, dβ into `gradients`, writes dX.
   ///
   /// - Parameters:
-  ///   - y: the forward output (for the fused ReLU's mask).
+  ///   - y: the forward output (for the fused ReLU's mask); y and dY are `outputItemStride`
+  ///     floats apart per item (default C·H·W).
   ///   - saved: what the forward pass saved.
+  ///   - accumulate: add dX into `inputGradient` instead of overwriting it.
   func backward(
     input x: UnsafePointer<Float>, output y: UnsafePointer<Float>, shape s: TensorShape,
-    outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
+    outputGradient dy: UnsafePointer<Float>, outputItemStride: Int? = nil, inputGradient dx: UnsafeMutablePointer<Float>,
+    accumulate: Bool = false,
     parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, saved: UnsafePointer<Float>
   ) {
+    let ostride = outputItemStride ?? s.item
     let m = Double(s.n * s.plane)
     let xs = SharedBuffer(x), ys = SharedBuffer(y), dys = SharedBuffer(dy), dxs = SharedBuffer(dx)
     let ps = SharedBuffer(parameters), gs = SharedBuffer(gradients), sv = SharedBuffer(saved)
-    let g0 = weight.offset, b0 = bias.offset, relu = fusedReLU, channels = channels
+    let g0 = weight.offset, b0 = bias.offset, relu = fusedReLU, channels = channels, accumulate = accumulate
     // Disjoint writes: task c writes channel c of dX and gradient entries g0 + c, b0 + c.
     Parallel.forEach(tasks: channels) { _, c in
       let mean = sv[c], inv = sv[channels + c]
       var sumG = 0.0, sumGX = 0.0
       for n in 0..<s.n {
         let off = n * s.item + c * s.plane
-        let p = xs.readOnly + off, q = ys.readOnly + off, g = dys.readOnly + off
+        let yoff = n * ostride + c * s.plane
+        let p = xs.readOnly + off, q = ys.readOnly + yoff, g = dys.readOnly + yoff
         var a: Float = 0, b: Float = 0
         for i in 0..<s.plane {
           let gi = (relu && !(q[i] > 0)) ? 0 : g[i]
@@ -150,12 +158,21 @@ public struct BatchNorm2D: Sendable {
       let k = ps[g0 + c] * inv
       for n in 0..<s.n {
         let off = n * s.item + c * s.plane
-        let p = xs.readOnly + off, q = ys.readOnly + off, g = dys.readOnly + off
+        let yoff = n * ostride + c * s.plane
+        let p = xs.readOnly + off, q = ys.readOnly + yoff, g = dys.readOnly + yoff
         let d = dxs + off
-        for i in 0..<s.plane {
-          let gi = (relu && !(q[i] > 0)) ? 0 : g[i]
-          let xhat = (p[i] - mean) * inv
-          d[i] = k * (gi - meanG - xhat * meanGX)
+        if accumulate {
+          for i in 0..<s.plane {
+            let gi = (relu && !(q[i] > 0)) ? 0 : g[i]
+            let xhat = (p[i] - mean) * inv
+            d[i] += k * (gi - meanG - xhat * meanGX)
+          }
+        } else {
+          for i in 0..<s.plane {
+            let gi = (relu && !(q[i] > 0)) ? 0 : g[i]
+            let xhat = (p[i] - mean) * inv
+            d[i] = k * (gi - meanG - xhat * meanGX)
+          }
         }
       }
     }
