@@ -141,7 +141,6 @@ public final class TrainingRun {
       "normalize": TrainingRun.normalizeStages(set.manifest).serialized(), "dataset_statistics": statistics,
       "input_size": "\(data.inputSize.height)",
     ]
-    ComputeThreads.set(options.threads)
     try FileIO.makeDirectories(options.runDirectory)
     let lastPath = options.runDirectory + "/last.ckpt"
     let metrics = options.runDirectory + "/metrics.jsonl"
@@ -209,7 +208,13 @@ public final class TrainingRun {
 
   // MARK: - The loop
 
+  /// Trains to the end (or to the time limit or a stop request), with `options.threads`
+  /// workers for this run only (other runs in the process keep theirs).
   public func run() throws -> TrainSummary {
+    try ComputeThreads.withCount(options.threads) { try runSteps() }
+  }
+
+  private func runSteps() throws -> TrainSummary {
     let t = options.section
     let start = Date()
     let startStep = trainer.stepCount

@@ -36,6 +36,11 @@ public struct BilinearUpsample: Sendable {
   }
 
   /// Forward on raw buffers; output item `i` at `y + i·outputItemStride`.
+  ///
+  /// Separable: each input row is interpolated horizontally once (H × sW), then every output
+  /// row blends two of those rows, so a row's horizontal work is shared by the s output rows
+  /// that read it. The arithmetic per output pixel is the same as the direct 2-D form
+  /// (top = lerp of row y0, bottom = lerp of row y1, then lerp of the two).
   func forward(
     input x: UnsafePointer<Float>, shape s: TensorShape, output y: UnsafeMutablePointer<Float>,
     outputItemStride: Int? = nil
@@ -46,26 +51,34 @@ public struct BilinearUpsample: Sendable {
     let cols = (0..<o.w).map { Self.taps($0, s.w, factor: f) }
     let rows = (0..<o.h).map { Self.taps($0, s.h, factor: f) }
     let xs = SharedBuffer(x), ys = SharedBuffer(y)
-    // Disjoint writes: task t writes output plane t.
+    // Disjoint writes: task t writes output plane t (and its own temporary rows).
     Parallel.forEach(tasks: s.n * s.c) { _, plane in
       let item = plane / s.c, ch = plane % s.c
       let src = xs.readOnly + plane * s.plane
       let dst = ys + (item * ostride + ch * o.plane)
-      for oy in 0..<o.h {
-        let (y0, y1, ly) = rows[oy]
-        let a = src + y0 * s.w, b = src + y1 * s.w
-        let d = dst + oy * o.w
-        for ox in 0..<o.w {
-          let (x0, x1, lx) = cols[ox]
-          let top = a[x0] + (a[x1] - a[x0]) * lx
-          let bottom = b[x0] + (b[x1] - b[x0]) * lx
-          d[ox] = top + (bottom - top) * ly
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: s.h * o.w) { hb in
+        guard let h = hb.baseAddress else { return }
+        for r in 0..<s.h {
+          let a = src + r * s.w, hr = h + r * o.w
+          for ox in 0..<o.w {
+            let (x0, x1, lx) = cols[ox]
+            hr[ox] = a[x0] + (a[x1] - a[x0]) * lx
+          }
+        }
+        for oy in 0..<o.h {
+          let (y0, y1, ly) = rows[oy]
+          let top = h + y0 * o.w, bottom = h + y1 * o.w
+          let d = dst + oy * o.w
+          for ox in 0..<o.w { d[ox] = top[ox] + (bottom[ox] - top[ox]) * ly }
         }
       }
     }
   }
 
   /// Backward on raw buffers: dX (overwritten, or added to with `accumulate`).
+  ///
+  /// The transpose of the separable forward: output rows are spread over their two source rows
+  /// (H × sW, vectorised over columns), then each of those rows over its source columns.
   func backward(
     shape s: TensorShape, outputGradient dy: UnsafePointer<Float>, outputItemStride: Int? = nil,
     inputGradient dx: UnsafeMutablePointer<Float>, accumulate: Bool
@@ -76,24 +89,34 @@ public struct BilinearUpsample: Sendable {
     let cols = (0..<o.w).map { Self.taps($0, s.w, factor: f) }
     let rows = (0..<o.h).map { Self.taps($0, s.h, factor: f) }
     let dys = SharedBuffer(dy), dxs = SharedBuffer(dx)
-    // Disjoint writes: task t writes input-gradient plane t.
+    // Disjoint writes: task t writes input-gradient plane t (and its own temporary rows).
     Parallel.forEach(tasks: s.n * s.c) { _, plane in
       let item = plane / s.c, ch = plane % s.c
       let g = dys.readOnly + (item * ostride + ch * o.plane)
       let d = dxs + plane * s.plane
       if !accumulate { d.update(repeating: 0, count: s.plane) }
-      for oy in 0..<o.h {
-        let (y0, y1, ly) = rows[oy]
-        let a = d + y0 * s.w, b = d + y1 * s.w
-        let gr = g + oy * o.w
-        for ox in 0..<o.w {
-          let (x0, x1, lx) = cols[ox]
-          let v = gr[ox]
-          let top = v * (1 - ly), bottom = v * ly
-          a[x0] += top * (1 - lx)
-          a[x1] += top * lx
-          b[x0] += bottom * (1 - lx)
-          b[x1] += bottom * lx
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: s.h * o.w) { hb in
+        guard let h = hb.baseAddress else { return }
+        h.update(repeating: 0, count: s.h * o.w)
+        for oy in 0..<o.h {
+          let (y0, y1, ly) = rows[oy]
+          let top = h + y0 * o.w, bottom = h + y1 * o.w
+          let gr = g + oy * o.w
+          let wt = 1 - ly
+          for ox in 0..<o.w {
+            let v = gr[ox]
+            top[ox] += v * wt
+            bottom[ox] += v * ly
+          }
+        }
+        for r in 0..<s.h {
+          let hr = h + r * o.w, dr = d + r * s.w
+          for ox in 0..<o.w {
+            let (x0, x1, lx) = cols[ox]
+            let v = hr[ox]
+            dr[x0] += v * (1 - lx)
+            dr[x1] += v * lx
+          }
         }
       }
     }
