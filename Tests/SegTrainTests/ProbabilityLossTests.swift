@@ -1,5 +1,6 @@
 import Foundation
 import SegCore
+import SegModel
 @testable import SegTrain
 import Testing
 
@@ -164,5 +165,51 @@ struct ProbabilityLossTests {
     }
     #expect(iou == 0 && focal.isFinite && focal >= 0)
     #expect(dp.allSatisfy { $0 == 0 }, "clamped values take no gradient")
+  }
+
+  /// The CGM's binary cross-entropy: its gradient against central differences.
+  @Test func classificationGradient() {
+    let q = randomArray(6, seed: 80, lo: 0.1, hi: 0.9)
+    // Item 0 has a foreground pixel, item 1 none, item 2 one.
+    var targets = [Int32](repeating: 0, count: 3 * 16)
+    targets[5] = 1
+    targets[40] = 2
+    func bce(_ v: [Float], _ dq: inout [Float]) -> Double {
+      v.withUnsafeBufferPointer { qp in
+        targets.withUnsafeBufferPointer { tp in
+          dq.withUnsafeMutableBufferPointer { dp in
+            guard let tb = tp.baseAddress else { return .nan }
+            return ProbabilityLoss.classification(base(qp), items: 3, targets: tb, plane: 16, scale: 2, dq: base(dp)) * 2
+          }
+        }
+      }
+    }
+    var analytic = [Float](repeating: 0, count: 6)
+    _ = bce(q, &analytic)
+    var scratch = [Float](repeating: 0, count: 6)
+    let e = finiteDifferenceError(values: q, analytic: analytic, indices: Array(0..<6), epsilon: 1e-3) { bce($0, &scratch) }
+    #expect(e < 1e-3, "BCE: \(e)")
+  }
+
+  /// Deep supervision with explicit head weights: the loss and every head's gradient are the
+  /// weighted sums of the single-head ones.
+  @Test func headWeightsCombineTheHeads() {
+    let config = NetworkConfiguration.unetpp(UNetPlusPlusConfiguration(depth: 2, baseWidth: 3, inputChannels: 1, classes: 2))
+    let model = Network(configuration: config, seed: 4)
+    let (x, t, w) = NetworkTests.batch(config, size: 16, batch: 1, seed: 5)
+    func trainer(_ weights: HeadWeights) -> Trainer {
+      Trainer(model: model, configuration: TrainingConfiguration(loss: LossConfiguration(terms: [.crossEntropy, .iou], headWeights: weights), seed: 1))
+    }
+    ComputeThreads.withCount(1) {
+      let a = trainer(.weights([1, 0])), b = trainer(.weights([0, 1])), mix = trainer(.weights([0.3, 0.7]))
+      let la = a.computeGradients(input: x, targets: t, weights: w).total
+      let lb = b.computeGradients(input: x, targets: t, weights: w).total
+      let lm = mix.computeGradients(input: x, targets: t, weights: w).total
+      #expect(abs(lm - (0.3 * la + 0.7 * lb)) < 1e-6 * abs(lm))
+      let expected = zip(a.gradients, b.gradients).map { 0.3 * $0 + 0.7 * $1 }
+      #expect(worstRelativeError(mix.gradients, expected) < 1e-4)
+      let mean = trainer(.mean).computeGradients(input: x, targets: t, weights: w).total
+      #expect(abs(mean - 0.5 * (la + lb)) < 1e-6 * abs(mean))
+    }
   }
 }
