@@ -1,3 +1,5 @@
+import SegCore
+
 /// A k×k convolution with stride 1, zero padding, optional bias and an optional ReLU fused into
 /// its output pass.
 ///

@@ -1,3 +1,5 @@
+import SegCore
+
 /// Per-class overlap scores and pixel error of a predicted class map against the truth.
 public struct SegmentationScores: Sendable, Equatable {
   /// Dice_k = 2|P_k ∩ T_k| / (|P_k| + |T_k|) per class k; nil when class k is in neither map.
@@ -77,53 +79,9 @@ public enum SegmentationMetrics {
   /// - Complexity: O(width·height), two passes with union–find.
   public static func connectedComponents(_ mask: [Bool], width: Int, height: Int) -> (labels: [Int32], count: Int) {
     precondition(mask.count == width * height, "connectedComponents: \(mask.count) pixels for \(width)×\(height)")
-    var labels = [Int32](repeating: 0, count: mask.count)
-    var parent: [Int32] = [0]
-    func find(_ a: Int32) -> Int32 {
-      var r = a
-      while parent[Int(r)] != r { r = parent[Int(r)] }
-      var c = a
-      while parent[Int(c)] != r {
-        let next = parent[Int(c)]
-        parent[Int(c)] = r
-        c = next
-      }
-      return r
-    }
-    for y in 0..<height {
-      for x in 0..<width {
-        let i = y * width + x
-        guard mask[i] else { continue }
-        let up: Int32 = y > 0 ? labels[i - width] : 0
-        let left: Int32 = x > 0 ? labels[i - 1] : 0
-        switch (up, left) {
-        case (0, 0):
-          let l = Int32(parent.count)
-          parent.append(l)
-          labels[i] = l
-        case (let u, 0): labels[i] = u
-        case (0, let l): labels[i] = l
-        case (let u, let l):
-          let ru = find(u), rl = find(l)
-          let r = min(ru, rl)
-          parent[Int(ru)] = r
-          parent[Int(rl)] = r
-          labels[i] = r
-        }
-      }
-    }
-    // Compact the roots to 1, 2, … in raster order of first appearance.
-    var compact = [Int32](repeating: 0, count: parent.count)
-    var next: Int32 = 0
-    for i in 0..<labels.count where labels[i] != 0 {
-      let r = Int(find(labels[i]))
-      if compact[r] == 0 {
-        next += 1
-        compact[r] = next
-      }
-      labels[i] = compact[r]
-    }
-    return (labels, Int(next))
+    let ids = ConnectedComponents.label(
+      mask.map { $0 ? 1 : 0 }, width: width, height: height, connectivity: .four, splitByValue: false)
+    return (ids.map { Int32(bitPattern: $0) }, Int(ids.max() ?? 0))
   }
 
   /// The result of ``randError(truth:proposal:)``.
