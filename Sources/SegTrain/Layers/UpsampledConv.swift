@@ -1,3 +1,5 @@
+import SegCore
+
 /// A 3×3 convolution (padding 1) of a bilinearly up-sampled map, computed at the *low*
 /// resolution: conv3×3(up_s(X)) = Σ_t shift_t(up_s(W_t · X)).
 ///
