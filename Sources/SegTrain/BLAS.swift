@@ -50,9 +50,6 @@ public enum BLAS {
     return true
   }()
 
-  /// The number of threads OpenBLAS's own pool uses for one call.
-  public static var libraryThreads: Int { Int(openblas_get_num_threads()) }
-
   /// OpenBLAS's build configuration (version, kernel family, threading), for reports.
   public static var configuration: String {
     guard let c = openblas_get_config() else { return "unknown" }
