@@ -3,9 +3,11 @@
 // swift-unet: biomedical images and label masks → augmented, tiled U-Net training shards, and
 // a U-Net trainer on OpenBLAS. See README.md and ../shared/SPEC.md.
 //
-// Layout (each library depends only on the ones listed above it):
-//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims
-//   libraries      SegCore → SegIO → …
+// Layout: ARCHITECTURE.md draws the modules and lists each one's dependencies; the lists below
+// say the same (Tests/UnetCLITests/ArchitectureTests.swift checks both against the imports).
+//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims,
+//                  CKernels, CSystemShims
+//   libraries      SegCore at the bottom; each library depends only on ones below it
 //   executable     unet (swift-argument-parser)
 //   tests          SegTestSupport (shared helpers and naive references) + one bundle per library
 import PackageDescription
@@ -45,10 +47,10 @@ let package = Package(
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
-    .target(name: "SegModel", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegModel", exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
-    .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
+    .target(name: "SegTiling", dependencies: ["SegCore", "SegModel"], exclude: ["README.md"]),
     .target(name: "SegCache", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",
@@ -82,7 +84,7 @@ let package = Package(
 
     // MARK: - Test support and unit test bundles
     .target(
-      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline"],
+      name: "SegTestSupport", dependencies: ["SegCore", "SegAugment"],
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
@@ -92,7 +94,7 @@ let package = Package(
       dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
-    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegTiling", "SegTestSupport"]),
     .testTarget(name: "SegModelTests", dependencies: ["SegModel"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(

@@ -4,46 +4,8 @@ import SegCore
 import SegModel
 import SegTiling
 
-/// How a pipeline sample becomes training samples (the `tiles:` section). Without it, the
-/// whole sample is one training sample.
-public struct TileSettings: Sendable, Equatable {
-  public enum Mode: String, Sendable, CaseIterable {
-    /// Cover the whole sample with output tiles (overlap-tile).
-    case overlap
-    /// `count` random crops per sample.
-    case random
-  }
-
-  /// The size rules of the network the tiles are cut for.
-  public var network: NetworkGeometry
-  /// Network input size (pixels per side) and the label window it predicts.
-  public var input: Int
-  public var output: Int
-  public var mode: Mode
-  public var count: Int
-
-  public init(network: NetworkGeometry, input: Int, output: Int, mode: Mode, count: Int) {
-    self.network = network
-    self.input = input
-    self.output = output
-    self.mode = mode
-    self.count = count
-  }
-
-  /// Context each side of the label window.
-  public var margin: Int { (input - output) / 2 }
-
-  /// The canonical form (in the manifest; `architecture` only when it is not the U-Net, so the
-  /// shard sets of U-Net pipelines keep their hashes).
-  public var json: JSONValue {
-    var fields: [(String, JSONValue)] = network.architecture == .unet ? [] : [("architecture", .string(network.architecture.rawValue))]
-    fields += [
-      ("depth", .int(network.depth)), ("padding", .string(network.padding.rawValue)), ("input", .int(input)),
-      ("output", .int(output)), ("mode", .string(mode.rawValue)), ("count", .int(count)),
-    ]
-    return .object(fields)
-  }
-
+extension TileSettings {
+  /// The `tiles:` section of a pipeline file.
   static func parse(_ node: ConfigNode) throws(PipelineError) -> TileSettings {
     let m = try ConfigMapping(node, allowed: ["network", "input", "output", "context", "mode", "count"])
     var geometry = NetworkGeometry()

@@ -3,33 +3,22 @@ import SegCore
 import SegModel
 
 /// Why a checkpoint could not be read.
-public struct CheckpointError: UserFacingError, Equatable {
-  public enum Code: String, Sendable, Equatable {
-    /// The file does not start with the checkpoint magic.
-    case notACheckpoint = "not_a_checkpoint"
-    /// A format version this build does not read.
-    case unsupportedVersion = "unsupported_version"
-    /// The file ends before the sizes in its header say it should.
-    case truncated
-    /// The SHA-256 stored at the end does not match the contents.
-    case corruptChecksum = "corrupt_checksum"
-    /// The header is not valid (bad JSON, inconsistent sizes).
-    case badHeader = "bad_header"
-    /// The checkpoint holds a different network than the one it is loaded into.
-    case wrongArchitecture = "wrong_architecture"
-  }
+public typealias CheckpointError = DomainError<CheckpointErrorCode>
 
-  public var code: Code
-  public var path: String?
-  public var message: String
-  public var hint: String?
-
-  init(_ code: Code, path: String?, _ message: String, hint: String? = nil) {
-    self.code = code
-    self.path = path
-    self.message = message
-    self.hint = hint
-  }
+/// The codes of ``CheckpointError``.
+public enum CheckpointErrorCode: String, ErrorCode {
+  /// The file does not start with the checkpoint magic.
+  case notACheckpoint = "not_a_checkpoint"
+  /// A format version this build does not read.
+  case unsupportedVersion = "unsupported_version"
+  /// The file ends before the sizes in its header say it should.
+  case truncated
+  /// The SHA-256 stored at the end does not match the contents.
+  case corruptChecksum = "corrupt_checksum"
+  /// The header is not valid (bad JSON, inconsistent sizes).
+  case badHeader = "bad_header"
+  /// The checkpoint holds a different network than the one it is loaded into.
+  case wrongArchitecture = "wrong_architecture"
 }
 
 /// A saved training state: the network (configuration, parameters, batch-norm state), the

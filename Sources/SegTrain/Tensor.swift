@@ -79,11 +79,6 @@ public struct Tensor: Sendable, Equatable {
     }
   }
 
-  /// The same elements under another shape with the same element count.
-  public func reshaped(_ newShape: TensorShape) -> Tensor {
-    Tensor(shape: newShape, data: data)
-  }
-
   /// A tensor of standard normal draws times `scale`, from `rng` (for tests and init).
   public static func gaussian(_ shape: TensorShape, scale: Float = 1, rng: inout RandomStream) -> Tensor {
     var t = Tensor(shape: shape)

@@ -258,8 +258,4 @@ public final class Trainer {
       model.state = state
     }
   }
-
-  /// Bytes held by the step's buffers (activations, gradients, scratch) and the evaluation
-  /// buffers.
-  public var workspaceBytes: Int { (workspace?.bytes ?? 0) + (evaluationWorkspace?.bytes ?? 0) }
 }

@@ -61,7 +61,7 @@ public struct ExportRun {
 
   /// Exports the checkpoint; the output is written atomically.
   public static func run(_ o: Options, version: String) throws -> Summary {
-    let start = Date()
+    let start = MonotonicClock.seconds()
     let checkpoint = try Checkpoint.read(from: o.checkpoint)
     let normalization = ExportNormalization(stages: Predictor.normalizeStages(checkpoint.metadata))
     guard let network = Lowering.of(checkpoint.model, inference: checkpoint.inference, trainingSteps: checkpoint.step) else {
@@ -104,7 +104,7 @@ public struct ExportRun {
       files += package.members.map { (o.output + "!" + $0.name, $0.bytes) }
       notes.append("test tensors cut from \(samplePath); preprocessing: \(normalization.summary)")
     }
-    return Summary(files: files, seconds: Date().timeIntervalSince(start), notes: notes)
+    return Summary(files: files, seconds: MonotonicClock.seconds() - start, notes: notes)
   }
 
   /// Writes atomically, making the folder first; errors name `path` (not the temporary file).
@@ -113,7 +113,7 @@ public struct ExportRun {
       try FileIO.makeDirectories(FileIO.parentDirectory(of: path))
       try FileIO.writeAtomically(bytes, to: path)
     } catch {
-      throw FileIOError(code: error.code, path: path, message: error.message)
+      throw error.at(path)
     }
   }
 

@@ -157,7 +157,7 @@ public struct Predictor {
     var written: [String] = []
     for path in images {
       let image = try load(path)
-      let start = Date()
+      let start = MonotonicClock.seconds()
       let p = probabilities(image)
       let labels = Predictor.labels(p)
       let stem = ImageFiles.stem(path)
@@ -166,7 +166,7 @@ public struct Predictor {
       let label = Predictor.labelImage(labels, width: image.width, height: image.height, classes: model.configuration.labelClasses)
       try FileIO.writeAtomically(try PNGCodec.encode(label), to: labelPath)
       try FileIO.writeAtomically(try probabilityFormat.encode(p), to: probPath)
-      log(String(format: "%@: %d × %d → %@ and %@ (%.2f s)", path, image.width, image.height, labelPath, probPath, Date().timeIntervalSince(start)))
+      log(String(format: "%@: %d × %d → %@ and %@ (%.2f s)", path, image.width, image.height, labelPath, probPath, MonotonicClock.seconds() - start))
       written.append(labelPath)
     }
     return written

@@ -29,11 +29,8 @@ import Testing
     #expect(hash == Self.frozenCanonicalSHA256, "canonical form changed: \(spec.canonical.serialized())")
   }
 
-  @Test func isbiPipelineResolvesTheSharedData() throws {
-    guard TestPaths.isbi2012 != nil else {
-      print("skipped: ../shared/data/isbi2012 is absent")
-      return
-    }
+  @Test(.enabled(if: TestPaths.isbi2012 != nil, "../shared/data/isbi2012 is absent"))
+  func isbiPipelineResolvesTheSharedData() throws {
     let engine = try PipelineEngine(spec: try PipelineSpec.load(TestPaths.pipelines + "/isbi2012.yaml"))
     #expect(engine.sources.count == 30)
     let s = try engine.sample(3)

@@ -1,4 +1,3 @@
-import SegAugment
 import SegCore
 import SegTestSupport
 import SegTiling

@@ -288,4 +288,25 @@ struct NetworkTests {
     text = text.replacingOccurrences(of: "\"architecture\":\"unetpp\"", with: "\"architecture\":\"unet3p\"")
     #expect(throws: DecodingError.self) { try JSONDecoder().decode(NetworkConfiguration.self, from: Data(text.utf8)) }
   }
+
+  /// UNet 3+ with its up-sampled convolutions folded (the default) and without: the same loss
+  /// and gradients (the fold only reorders sums), with far fewer nodes.
+  @Test func foldedUpsamplingMatchesTheDirectGraph() {
+    let config = Self.unet3p(8, depth: 3)
+    let (x, t, _) = Self.batch(config, size: 16, batch: 2, seed: 12)
+    let training = TrainingConfiguration(loss: LossConfiguration(terms: [.focal, .msSSIM, .iou]), seed: 2)
+    let folded = Network(configuration: config, seed: 3)
+    let direct = Graph.$fusesUpsampledConvolutions.withValue(false) { Network(configuration: config, seed: 3) }
+    let fusedNodes = folded.trainingGraph.nodes.filter { if case .upsampledConv = $0.operation { return true } else { return false } }.count
+    // dec.d.src.s for s > d: 3 + 2 + 1 = 6 up-sampled sources in depth 3.
+    #expect(fusedNodes == 6 && direct.trainingGraph.nodes.count == folded.trainingGraph.nodes.count + 6)
+    #expect(folded.multiplyAccumulates(height: 16, width: 16) == direct.multiplyAccumulates(height: 16, width: 16))
+    ComputeThreads.withCount(1) {
+      let a = Trainer(model: folded, configuration: training), b = Trainer(model: direct, configuration: training)
+      let la = a.computeGradients(input: x, targets: t).total, lb = b.computeGradients(input: x, targets: t).total
+      #expect(abs(la - lb) < 1e-5 * abs(lb), "loss \(la) vs \(lb)")
+      #expect(worstRelativeError(a.gradients, b.gradients) < 1e-3, "gradients: \(worstRelativeError(a.gradients, b.gradients))")
+      #expect(worstRelativeError(folded.predict(x).data, direct.predict(x).data) < 1e-4)
+    }
+  }
 }

@@ -29,6 +29,9 @@ extension Graph {
       switch node.operation {
       case .conv(let c):
         c.forward(input: x0, shape: s, output: y, outputItemStride: ystride, parameters: parameters, scratch: ws.scratch)
+      case .upsampledConv(let u):
+        precondition(ystride == plan.shapes[node.output].item, "Graph: a fused up-sampled convolution writes whole tensors")
+        u.forward(input: x0, shape: s, output: y, parameters: parameters, scratch: ws.scratch)
       case .transposedConv(let t):
         t.forward(input: x0, shape: s, output: y, outputItemStride: ystride, parameters: parameters, scratch: ws.scratch)
       case .batchNorm(let b):
@@ -70,7 +73,10 @@ extension Graph {
       case .scale:
         ItemScale().forward(input: x0, shape: s, factors: ws.activation(node.inputs[1], input: x), output: y)
       }
-      if case .conv = node.operation {} else { StepProfile.end(t0, "\(node.operation.kind) @\(s.h) forward") }
+      switch node.operation {
+      case .conv, .upsampledConv: break
+      default: StepProfile.end(t0, "\(node.operation.kind) @\(s.h) forward")
+      }
     }
   }
 
@@ -101,6 +107,10 @@ extension Graph {
           outputGradientIsMasked: plan.outputGradientMasked[i], inputGradient: dx, accumulateInputGradient: accumulate,
           maskInputGradient: fuse, inputBiasGradient: fuse ? producerBias(of: v0).map { gradients + $0 } : nil,
           parameters: parameters, gradients: gradients, scratch: ws.scratch)
+      case .upsampledConv(let u):
+        u.backward(
+          input: x0, inputShape: s, output: y, outputGradient: dy, outputGradientIsMasked: plan.outputGradientMasked[i],
+          inputGradient: dx, accumulateInputGradient: accumulate, parameters: parameters, gradients: gradients, scratch: ws.scratch)
       case .transposedConv(let t):
         t.backward(
           input: x0, inputShape: s, outputGradient: dy, outputItemStride: ystride, inputGradient: dx,
@@ -154,7 +164,10 @@ extension Graph {
           input: x0, shape: s, factors: ws.activation(v1, input: x), outputGradient: dy, inputGradient: dx,
           accumulateInput: accumulate, factorGradient: ws.gradient(v1), accumulateFactor: plan.accumulates[i][1])
       }
-      if case .conv = node.operation {} else { StepProfile.end(t0, "\(node.operation.kind) @\(s.h) backward") }
+      switch node.operation {
+      case .conv, .upsampledConv: break
+      default: StepProfile.end(t0, "\(node.operation.kind) @\(s.h) backward")
+      }
     }
   }
 

@@ -5,6 +5,9 @@
 enum Operation: Sendable {
   /// k×k convolution (bias and ReLU optional, fused into its output pass).
   case conv(Conv2D)
+  /// A 3×3 convolution of the input bilinearly up-sampled, computed at low resolution (a
+  /// fusion of `.upsample` then `.conv`; see ``UpsampledConv``).
+  case upsampledConv(UpsampledConv)
   /// 2×2 stride-2 transposed convolution.
   case transposedConv(TransposedConv2x2)
   /// Batch normalisation, ReLU optional.
@@ -46,7 +49,7 @@ enum Operation: Sendable {
   /// Whether the operation has learnable parameters.
   var hasParameters: Bool {
     switch self {
-    case .conv, .transposedConv, .batchNorm: return true
+    case .conv, .upsampledConv, .transposedConv, .batchNorm: return true
     default: return false
     }
   }
@@ -55,6 +58,7 @@ enum Operation: Sendable {
   func outputShape(_ inputs: [TensorShape]) -> TensorShape {
     switch self {
     case .conv(let c): return c.outputShape(for: inputs[0])
+    case .upsampledConv(let u): return u.outputShape(for: inputs[0])
     case .transposedConv(let t): return t.outputShape(for: inputs[0])
     case .batchNorm(let b):
       precondition(inputs[0].c == b.channels, "BatchNorm2D: input has \(inputs[0].c) channels, expected \(b.channels)")
@@ -77,6 +81,7 @@ enum Operation: Sendable {
   func multiplyAccumulates(_ inputs: [TensorShape]) -> Int {
     switch self {
     case .conv(let c): return c.multiplyAccumulates(for: inputs[0])
+    case .upsampledConv(let u): return u.multiplyAccumulates(for: inputs[0])
     case .transposedConv(let t): return t.multiplyAccumulates(for: inputs[0])
     default: return 0
     }
@@ -86,6 +91,7 @@ enum Operation: Sendable {
   var kind: String {
     switch self {
     case .conv(let c): return "conv\(c.kernelSize)x\(c.kernelSize)"
+    case .upsampledConv(let u): return "bilinear×\(u.factor)+conv3x3"
     case .transposedConv: return "upconv2x2"
     case .batchNorm: return "batchnorm"
     case .maxPool(let p): return "maxpool\(p.factor)"
@@ -146,6 +152,31 @@ struct Graph: Sendable {
       for v in n.inputs where !c[v].contains(i) { c[v].append(i) }
     }
     return c
+  }
+
+  /// Whether ``fusingUpsampledConvolutions()`` rewrites graphs (on by default; tests turn it
+  /// off to compare with the direct form).
+  @TaskLocal static var fusesUpsampledConvolutions = true
+
+  /// The graph with every bilinear up-sampling whose only use is a 3×3 same convolution (and
+  /// which is no output) folded into that convolution (``UpsampledConv``), where the
+  /// convolution's input has enough channels for the low-resolution form to pay (C_in ≥ 8).
+  func fusingUpsampledConvolutions() -> Graph {
+    guard Graph.fusesUpsampledConvolutions else { return self }
+    let producers = self.producers, consumers = self.consumers
+    let outputs = Set(heads + (classification.map { [$0] } ?? []))
+    var g = self
+    var changed = false
+    for (i, n) in nodes.enumerated() {
+      guard case .conv(let c) = n.operation, c.kernelSize == 3, c.padding == 1, c.inChannels >= 8,
+        let p = producers[n.inputs[0]], case .upsample(let u) = nodes[p].operation, u.factor >= 2,
+        consumers[n.inputs[0]] == [i], !outputs.contains(n.inputs[0])
+      else { continue }
+      g.nodes[i].operation = .upsampledConv(UpsampledConv(c, factor: u.factor))
+      g.nodes[i].inputs = nodes[p].inputs
+      changed = true
+    }
+    return changed ? g.pruned() : self
   }
 
   /// The graph without the nodes that no output depends on, values renumbered (pruning a

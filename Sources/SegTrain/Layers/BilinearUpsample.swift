@@ -1,3 +1,5 @@
+import SegCore
+
 /// Bilinear up-sampling by an integer factor s with `align_corners = False` (PyTorch's
 /// `interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)`, one step for any s:
 /// ×4 is not ×2 twice).

@@ -1,3 +1,5 @@
+import SegCore
+
 /// Channel concatenation of N inputs, each centre-cropped to the smallest input's size (the
 /// U-Net's crop of its skip connection in `valid` padding; no crop in `same` padding).
 ///

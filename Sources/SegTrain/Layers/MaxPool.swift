@@ -1,3 +1,5 @@
+import SegCore
+
 /// k×k max pooling with stride k (k = `factor`), as PyTorch's `max_pool2d(x, k)`.
 ///
 /// Layout: X is N × C × H × W, Y is N × C × ⌊H/k⌋ × ⌊W/k⌋ (NCHW); a last partial row or column

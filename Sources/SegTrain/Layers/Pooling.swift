@@ -1,3 +1,5 @@
+import SegCore
+
 /// 2×2 max pooling with stride 2.
 ///
 /// Layout: X is N × C × H × W, Y is N × C × ⌊H/2⌋ × ⌊W/2⌋ (NCHW); an odd last row or column

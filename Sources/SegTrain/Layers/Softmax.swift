@@ -1,3 +1,5 @@
+import SegCore
+
 /// Softmax over the channel axis at every pixel.
 ///
 /// Layout: Z (logits) and P are N × K × H × W (NCHW);

@@ -1,3 +1,5 @@
+import SegCore
+
 /// A 2×2 transposed convolution with stride 2 ("up-convolution"), with bias.
 ///
 /// Layout: X is N × C_in × H × W, Y is N × C_out × 2H × 2W (NCHW). The weight is

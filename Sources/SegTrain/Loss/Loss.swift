@@ -1,3 +1,4 @@
+import SegCore
 import SegModel
 
 #if canImport(Glibc)

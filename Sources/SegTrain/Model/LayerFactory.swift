@@ -80,7 +80,7 @@ struct BuiltNetwork: Sendable {
   var stateCount: Int
 
   init(graph: Graph, factory: LayerFactory) {
-    self.graph = graph.pruned()
+    self.graph = graph.pruned().fusingUpsampledConvolutions()
     parameterViews = factory.parameters.views
     stateViews = factory.state.views
     initialisation = factory.initialisation
