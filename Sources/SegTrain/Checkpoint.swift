@@ -83,10 +83,12 @@ public struct Checkpoint: Sendable {
     }
   }
 
-  struct Header: Codable {
+  /// The JSON header; format 2 stores a `NetworkConfiguration` and the prediction settings,
+  /// format 1 a `UNetConfiguration` and none.
+  struct Header<Configuration: Codable>: Codable {
     var format: String
-    var network: NetworkConfiguration
-    var inference: InferenceSettings
+    var network: Configuration
+    var inference: InferenceSettings?
     var training: TrainingConfiguration
     var scheduler: LearningRateScheduler
     var step: Int
@@ -105,34 +107,11 @@ public struct Checkpoint: Sendable {
       case optimizerStateCount = "optimizer_state_count"
       case parameterViews = "parameter_views"
     }
-  }
 
-  /// The header of format 1: a U-Net configuration and no prediction settings.
-  struct HeaderV1: Codable {
-    var format: String
-    var network: UNetConfiguration
-    var training: TrainingConfiguration
-    var scheduler: LearningRateScheduler
-    var step: Int
-    var epoch: Int
-    var random: RandomState
-    var parameterCount: Int
-    var stateCount: Int
-    var optimizerStateCount: Int
-    var parameterViews: [ParameterView]
-    var metadata: [String: String]
-
-    enum CodingKeys: String, CodingKey {
-      case format, network, training, scheduler, step, epoch, random, metadata
-      case parameterCount = "parameter_count"
-      case stateCount = "state_count"
-      case optimizerStateCount = "optimizer_state_count"
-      case parameterViews = "parameter_views"
-    }
-
-    var current: Header {
-      Header(
-        format: format, network: .unet(network), inference: InferenceSettings(), training: training, scheduler: scheduler,
+    /// The same header with its network described by `transform`.
+    func map<T: Codable>(_ transform: (Configuration) -> T) -> Header<T> {
+      Header<T>(
+        format: format, network: transform(network), inference: inference, training: training, scheduler: scheduler,
         step: step, epoch: epoch, random: random, parameterCount: parameterCount, stateCount: stateCount,
         optimizerStateCount: optimizerStateCount, parameterViews: parameterViews, metadata: metadata)
     }
@@ -144,7 +123,7 @@ public struct Checkpoint: Sendable {
 
   /// The file's bytes.
   public func encoded() throws -> [UInt8] {
-    let header = Header(
+    let header = Header<NetworkConfiguration>(
       format: Self.formatName, network: model.configuration, inference: inference, training: training, scheduler: scheduler,
       step: step, epoch: epoch,
       random: RandomState(seed: training.seed, nextDropoutStream: RandomStream(seed: training.seed, path: [Trainer.dropoutStream, UInt64(step)])),
@@ -205,10 +184,12 @@ public struct Checkpoint: Sendable {
       let body = bytes[0..<(bytes.count - 32)]
       return SHA256.hash(body) == Array(bytes[(bytes.count - 32)...])
     }
-    let header: Header
+    let header: Header<NetworkConfiguration>
     do {
       let json = Data(bytes[16..<(16 + headerLength)])
-      header = version == 1 ? try JSONDecoder().decode(HeaderV1.self, from: json).current : try JSONDecoder().decode(Header.self, from: json)
+      header = version == 1
+        ? try JSONDecoder().decode(Header<UNetConfiguration>.self, from: json).map { .unet($0) }
+        : try JSONDecoder().decode(Header<NetworkConfiguration>.self, from: json)
     } catch {
       if !checksumMatches() {
         throw CheckpointError(.corruptChecksum, path: path, "SHA-256 mismatch: the contents were changed or damaged", hint: rebuild)
@@ -239,7 +220,8 @@ public struct Checkpoint: Sendable {
     }
     var problems = header.network.problems + header.training.problems
     if let p = header.network.geometry.problem { problems.append(p) }
-    if let p = header.inference.problem(for: header.network) { problems.append(p) }
+    let inference = header.inference ?? InferenceSettings()
+    if let p = inference.problem(for: header.network) { problems.append(p) }
     if let first = problems.first {
       throw CheckpointError(.badHeader, path: path, "invalid configuration in header: \(first)", hint: rebuild)
     }
@@ -262,7 +244,7 @@ public struct Checkpoint: Sendable {
         hint: "the checkpoint was written by an incompatible build")
     }
     return Checkpoint(
-      model: model, inference: header.inference, training: header.training, scheduler: header.scheduler,
+      model: model, inference: inference, training: header.training, scheduler: header.scheduler,
       optimizerState: optimizerState, step: header.step, epoch: header.epoch, metadata: header.metadata)
   }
 

@@ -92,3 +92,33 @@ public struct Tensor: Sendable, Equatable {
 func checkTensor(_ t: Tensor, _ what: @autoclosure () -> String) {
   precondition(t.isConsistent, "\(what()): tensor of shape \(t.shape) holds \(t.data.count) elements")
 }
+
+extension Tensor {
+  /// A new tensor of `shape` that `kernel` writes from this tensor's elements (the tensor face of
+  /// a layer's raw one-input kernel).
+  func mapped(to shape: TensorShape, _ what: @autoclosure () -> String, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+    checkTensor(self, what())
+    var out = Tensor(shape: shape)
+    data.withUnsafeBufferPointer { xp in
+      out.data.withUnsafeMutableBufferPointer { yp in kernel(base(xp), base(yp)) }
+    }
+    return out
+  }
+
+  /// A new tensor of `shape` that `kernel` writes from `a` and `b` (a raw backward kernel: the
+  /// forward input or output, and dY).
+  static func combined(
+    _ a: Tensor, _ b: Tensor, to shape: TensorShape, _ what: @autoclosure () -> String,
+    _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+  ) -> Tensor {
+    checkTensor(a, what())
+    checkTensor(b, what())
+    var out = Tensor(shape: shape)
+    a.data.withUnsafeBufferPointer { ap in
+      b.data.withUnsafeBufferPointer { bp in
+        out.data.withUnsafeMutableBufferPointer { op in kernel(base(ap), base(bp), base(op)) }
+      }
+    }
+    return out
+  }
+}

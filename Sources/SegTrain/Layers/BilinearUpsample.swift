@@ -123,24 +123,14 @@ public struct BilinearUpsample: Sendable {
   }
 
   public func forward(_ x: Tensor) -> Tensor {
-    checkTensor(x, "BilinearUpsample.forward")
-    var out = Tensor(shape: outputShape(for: x.shape))
-    x.data.withUnsafeBufferPointer { xp in
-      out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
-    }
-    return out
+    x.mapped(to: outputShape(for: x.shape), "BilinearUpsample.forward") { forward(input: $0, shape: x.shape, output: $1) }
   }
 
   /// dL/dX for an input of shape `inputShape` and dL/dY.
   public func backward(inputShape: TensorShape, outputGradient dy: Tensor) -> Tensor {
-    checkTensor(dy, "BilinearUpsample.backward")
     precondition(dy.shape == outputShape(for: inputShape), "BilinearUpsample.backward: dY \(dy.shape) does not match \(outputShape(for: inputShape))")
-    var dx = Tensor(shape: inputShape)
-    dy.data.withUnsafeBufferPointer { gp in
-      dx.data.withUnsafeMutableBufferPointer { dp in
-        backward(shape: inputShape, outputGradient: base(gp), inputGradient: base(dp), accumulate: false)
-      }
+    return dy.mapped(to: inputShape, "BilinearUpsample.backward") {
+      backward(shape: inputShape, outputGradient: $0, inputGradient: $1, accumulate: false)
     }
-    return dx
   }
 }

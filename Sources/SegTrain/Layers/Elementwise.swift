@@ -28,26 +28,14 @@ public struct Sigmoid: Sendable {
   }
 
   public func forward(_ x: Tensor) -> Tensor {
-    checkTensor(x, "Sigmoid.forward")
-    var out = Tensor(shape: x.shape)
-    x.data.withUnsafeBufferPointer { xp in
-      out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), count: x.shape.count, output: base(yp)) }
-    }
-    return out
+    x.mapped(to: x.shape, "Sigmoid.forward") { forward(input: $0, count: x.shape.count, output: $1) }
   }
 
   public func backward(output y: Tensor, outputGradient dy: Tensor) -> Tensor {
-    checkTensor(y, "Sigmoid.backward")
     precondition(y.shape == dy.shape, "Sigmoid.backward: shapes differ")
-    var dx = Tensor(shape: y.shape)
-    y.data.withUnsafeBufferPointer { yp in
-      dy.data.withUnsafeBufferPointer { gp in
-        dx.data.withUnsafeMutableBufferPointer { dp in
-          backward(output: base(yp), count: y.shape.count, outputGradient: base(gp), inputGradient: base(dp), accumulate: false)
-        }
-      }
+    return Tensor.combined(y, dy, to: y.shape, "Sigmoid.backward") {
+      backward(output: $0, count: y.shape.count, outputGradient: $1, inputGradient: $2, accumulate: false)
     }
-    return dx
   }
 }
 

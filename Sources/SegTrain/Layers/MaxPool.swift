@@ -85,28 +85,15 @@ public struct MaxPool: Sendable {
   }
 
   public func forward(_ x: Tensor) -> Tensor {
-    checkTensor(x, "MaxPool.forward")
-    var out = Tensor(shape: outputShape(for: x.shape))
-    x.data.withUnsafeBufferPointer { xp in
-      out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
-    }
-    return out
+    x.mapped(to: outputShape(for: x.shape), "MaxPool.forward") { forward(input: $0, shape: x.shape, output: $1) }
   }
 
   /// dL/dX for the forward input `x` and dL/dY.
   public func backward(input x: Tensor, outputGradient dy: Tensor) -> Tensor {
-    checkTensor(x, "MaxPool.backward")
-    checkTensor(dy, "MaxPool.backward")
     precondition(dy.shape == outputShape(for: x.shape), "MaxPool.backward: dY \(dy.shape) does not match \(outputShape(for: x.shape))")
-    var dx = Tensor(shape: x.shape)
-    x.data.withUnsafeBufferPointer { xp in
-      dy.data.withUnsafeBufferPointer { gp in
-        dx.data.withUnsafeMutableBufferPointer { dp in
-          backward(input: base(xp), shape: x.shape, outputGradient: base(gp), inputGradient: base(dp), accumulate: false)
-        }
-      }
+    return Tensor.combined(x, dy, to: x.shape, "MaxPool.backward") {
+      backward(input: $0, shape: x.shape, outputGradient: $1, inputGradient: $2, accumulate: false)
     }
-    return dx
   }
 }
 
@@ -150,25 +137,13 @@ public struct GlobalMaxPool: Sendable {
   }
 
   public func forward(_ x: Tensor) -> Tensor {
-    checkTensor(x, "GlobalMaxPool.forward")
-    var out = Tensor(shape: outputShape(for: x.shape))
-    x.data.withUnsafeBufferPointer { xp in
-      out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
-    }
-    return out
+    x.mapped(to: outputShape(for: x.shape), "GlobalMaxPool.forward") { forward(input: $0, shape: x.shape, output: $1) }
   }
 
   public func backward(input x: Tensor, outputGradient dy: Tensor) -> Tensor {
-    checkTensor(x, "GlobalMaxPool.backward")
     precondition(dy.shape == outputShape(for: x.shape), "GlobalMaxPool.backward: dY \(dy.shape) does not match")
-    var dx = Tensor(shape: x.shape)
-    x.data.withUnsafeBufferPointer { xp in
-      dy.data.withUnsafeBufferPointer { gp in
-        dx.data.withUnsafeMutableBufferPointer { dp in
-          backward(input: base(xp), shape: x.shape, outputGradient: base(gp), inputGradient: base(dp), accumulate: false)
-        }
-      }
+    return Tensor.combined(x, dy, to: x.shape, "GlobalMaxPool.backward") {
+      backward(input: $0, shape: x.shape, outputGradient: $1, inputGradient: $2, accumulate: false)
     }
-    return dx
   }
 }
