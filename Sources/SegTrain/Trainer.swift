@@ -118,6 +118,9 @@ public final class Trainer {
   /// Reports a monitored value (e.g. validation loss) to the schedule (`plateau` uses it).
   public func observe(_ value: Double) { scheduler.observe(value) }
 
+  /// Reports training time to the schedule (a cosine with a time budget anneals by it).
+  public func advanceClock(seconds: Double) { scheduler.advance(seconds: seconds) }
+
   private func workspace(for shape: TensorShape) -> NetworkWorkspace {
     if let ws = workspace, ws.inputShape == shape { return ws }
     workspace = nil  // release the old buffers before allocating new ones

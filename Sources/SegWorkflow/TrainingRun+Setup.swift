@@ -33,18 +33,21 @@ extension TrainingRun {
     return configuration
   }
 
-  /// A new network (initialised from the seed) and its trainer.
-  static func freshTrainer(_ configuration: NetworkConfiguration, section t: TrainSection, totalSteps: Int, seed: UInt64) throws -> Trainer {
+  /// A new network (initialised from the seed) and its trainer; with a time limit, a cosine
+  /// schedule is planned over that time too (it anneals by whichever ends first).
+  static func freshTrainer(
+    _ configuration: NetworkConfiguration, section t: TrainSection, totalSteps: Int, seed: UInt64, timeLimit: Double?
+  ) throws -> Trainer {
     let model = Network(configuration: configuration, seed: seed)
     if case .weights(let w)? = t.headWeights, w.count != model.headCount {
       throw WorkflowError(
         .badSettings, "train.loss.head_weights lists \(w.count) weights, but this \(configuration.architecture.displayName) has \(model.headCount) heads")
     }
-    return Trainer(model: model, configuration: try trainingConfiguration(t, totalSteps: totalSteps, seed: seed))
+    return Trainer(model: model, configuration: try trainingConfiguration(t, totalSteps: totalSteps, seed: seed, timeBudget: timeLimit))
   }
 
   /// The run's optimiser, schedule and loss from the section.
-  static func trainingConfiguration(_ t: TrainSection, totalSteps: Int, seed: UInt64) throws -> TrainingConfiguration {
+  static func trainingConfiguration(_ t: TrainSection, totalSteps: Int, seed: UInt64, timeBudget: Double? = nil) throws -> TrainingConfiguration {
     let optimizer: OptimizerConfiguration
     switch t.optimizer {
     case .adam: optimizer = .adam(beta1: Float(t.beta1), beta2: Float(t.beta2), weightDecay: Float(t.weightDecay))
@@ -54,7 +57,10 @@ extension TrainingRun {
     let schedule: LearningRateSchedule
     switch t.schedule {
     case .step: schedule = .step(lr, every: t.stepSize, gamma: Float(t.gamma))
-    case .cosine: schedule = .cosine(lr, totalSteps: totalSteps, floor: Float(t.floor))
+    case .cosine:
+      var cosine = LearningRateSchedule.cosine(lr, totalSteps: totalSteps, floor: Float(t.floor))
+      cosine.budgetSeconds = timeBudget
+      schedule = cosine
     case .plateau: schedule = .plateau(lr, patience: t.patience, factor: Float(t.gamma), floor: Float(t.floor))
     case .constant: schedule = .constant(lr)
     }

@@ -118,7 +118,7 @@ public final class TrainingRun {
       try restoreLog(from: checkpoint)
       log("resumed from \(last) at step \(trainer.stepCount) (epoch \(trainer.epoch))")
     } else {
-      trainer = try Self.freshTrainer(configuration, section: t, totalSteps: totalSteps, seed: options.seed)
+      trainer = try Self.freshTrainer(configuration, section: t, totalSteps: totalSteps, seed: options.seed, timeLimit: options.timeLimit)
       FileIO.remove(options.runDirectory + "/metrics.jsonl")
     }
   }
@@ -139,6 +139,7 @@ public final class TrainingRun {
     var intervalSteps = 0
     var lastLoss = Double.nan
     var lastLog = start
+    var lastTick = start
     var stoppedEarly: String? = nil
     log("training a \(configuration.summary) with \(trainer.model.parameterCount) parameters on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
         + "(sources held out: \(data.validationSources.count)); \(totalSteps) steps of batch \(t.batch), \(options.threads) threads")
@@ -157,6 +158,9 @@ public final class TrainingRun {
         stream = makeStream(epoch: trainer.epoch)
       }
       let (input, targets, weights) = try data.batch(samples)
+      let now = MonotonicClock.seconds()
+      trainer.advanceClock(seconds: now - lastTick)  // the previous iteration's wall time, all of it
+      lastTick = now
       let result = trainer.step(input: input, targets: targets, weights: weights)
       lastLoss = result.loss.total
       guard lastLoss.isFinite else {

@@ -105,4 +105,34 @@ import Testing
       _ = try TrainingRun(options: TrainRunOptions(shards: same, runDirectory: dir + "/r2", section: t, threads: 1, seed: 1, resume: false, skipCorrupt: false)) { _ in }
     } throws: { e in (e as? WorkflowError)?.description.contains("lists 3 weights, but this U-Net++ has 2 heads") == true }
   }
+
+  /// With a time limit, the cosine schedule is planned over the time: a run cut by its limit
+  /// ends with the rate near the floor (not a third of the way down as a step plan would), and
+  /// the checkpoint keeps the clock for a resume.
+  @Test func timeLimitedRunsEndAnnealed() async throws {
+    let dir = TestPaths.temporaryDirectory("anneal")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let shards = try await trainingShards(dir, padding: "same")
+    var t = section(steps: 1_000_000)
+    t.schedule = .cosine
+    t.learningRate = 0.01
+    t.floor = 0.0001
+    t.logEvery = 1
+    t.evalEvery = nil
+    t.checkpointEvery = 1_000_000
+    let summary = try TrainingRun(options: TrainRunOptions(shards: shards, runDirectory: dir + "/run", section: t, threads: 1, seed: 3, resume: false, skipCorrupt: false, timeLimit: 3)) { _ in }.run()
+    #expect(summary.stoppedEarly != nil && summary.steps > 5)
+    let lines = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+    let rates = lines.compactMap { line -> Double? in
+      guard let v = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)), case .string("train")? = v["kind"] else { return nil }
+      return v["lr"]?.number
+    }
+    guard let first = rates.first, let last = rates.last else {
+      Issue.record("no training records")
+      return
+    }
+    #expect(first > 0.009 && last < 0.0001 + 0.1 * (0.01 - 0.0001), "rates from \(first) to \(last) over \(summary.steps) steps")
+    let checkpoint = try Checkpoint.read(from: dir + "/run/last.ckpt")
+    #expect(checkpoint.scheduler.schedule.budgetSeconds == 3 && checkpoint.scheduler.elapsedSeconds > 2.5)
+  }
 }
