@@ -24,9 +24,11 @@ public struct Tile: Sendable, Equatable, Codable {
 /// network's outputs gives a prediction of the whole image with full context everywhere.
 ///
 /// Tiles sit on a grid with stride = output size; where the image size is not a multiple, the
-/// last row/column of tiles is shifted back to end at the image edge (it overlaps its
-/// neighbour), so no tile predicts pixels outside the image unless the image is smaller than
-/// one tile.
+/// last row/column of tiles is shifted back towards the image edge (it overlaps its
+/// neighbour). Tile origins are multiples of `alignment`: a network with d poolings is
+/// translation-equivariant only for shifts that are multiples of 2^d, so a tile on another grid
+/// phase would predict the overlap differently from its neighbour. The last tile then ends at
+/// most alignment − 1 pixels past the image edge (that part of its output is dropped).
 public struct OverlapTilePlan: Sendable, Equatable, Codable {
   public var imageWidth: Int
   public var imageHeight: Int
@@ -38,8 +40,9 @@ public struct OverlapTilePlan: Sendable, Equatable, Codable {
   ///   - tileOutput: output tile size (pixels per side).
   ///   - margin: context per side ((network input − output) / 2; for a same-padding network,
   ///     any context you want to give it).
-  public init(imageWidth: Int, imageHeight: Int, tileOutput: Int, margin: Int) {
-    precondition(imageWidth > 0 && imageHeight > 0 && tileOutput > 0 && margin >= 0, "bad overlap-tile plan")
+  ///   - alignment: tile origins are multiples of this (the network's 2^depth; 1: none).
+  public init(imageWidth: Int, imageHeight: Int, tileOutput: Int, margin: Int, alignment: Int = 1) {
+    precondition(imageWidth > 0 && imageHeight > 0 && tileOutput > 0 && margin >= 0 && alignment >= 1, "bad overlap-tile plan")
     self.imageWidth = imageWidth
     self.imageHeight = imageHeight
     self.tileOutput = tileOutput
@@ -47,7 +50,10 @@ public struct OverlapTilePlan: Sendable, Equatable, Codable {
     func starts(_ n: Int) -> [Int] {
       if n <= tileOutput { return [0] }
       var s = Array(stride(from: 0, to: n - tileOutput, by: tileOutput))
-      s.append(n - tileOutput)
+      // The last tile ends at the edge, or just past it to keep its origin aligned.
+      let last = ((n - tileOutput + alignment - 1) / alignment) * alignment
+      if let previous = s.last, last <= previous { return s }
+      s.append(last)
       return s
     }
     var tiles: [Tile] = []

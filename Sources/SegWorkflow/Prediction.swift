@@ -106,7 +106,9 @@ public struct Predictor {
 
   /// Class probabilities (K × H × W) of a whole image by overlap-tiling.
   public func probabilities(_ image: Image) -> Image {
-    let plan = OverlapTilePlan(imageWidth: image.width, imageHeight: image.height, tileOutput: tileOutput, margin: margin)
+    let plan = OverlapTilePlan(
+      imageWidth: image.width, imageHeight: image.height, tileOutput: tileOutput, margin: margin,
+      alignment: model.configuration.geometry.sizeMultiple)
     let size = tileOutput + 2 * margin
     let workspace = model.predictionWorkspace(inputShape: TensorShape(n: 1, c: image.channels, h: size, w: size), settings: settings)
     let k = model.configuration.labelClasses

@@ -23,6 +23,21 @@ import Testing
     }
   }
 
+  /// Aligned plans: every origin a multiple of the alignment (the network's 2^depth), the image
+  /// still covered and stitched exactly, the last tile at most alignment − 1 past the edge.
+  @Test func alignedTilesStayOnTheNetworksGrid() {
+    for (w, h, out, a) in [(512, 512, 496, 16), (100, 77, 32, 16), (700, 300, 128, 8), (65, 200, 16, 4), (96, 96, 32, 32)] {
+      let image = Image(width: w, height: h, channels: 1, pixels: (0..<(w * h)).map { Float($0 % 991) })
+      let plan = OverlapTilePlan(imageWidth: w, imageHeight: h, tileOutput: out, margin: 4, alignment: a)
+      #expect(plan.tiles.allSatisfy { $0.x % a == 0 && $0.y % a == 0 }, "\(w)×\(h) out \(out) align \(a)")
+      #expect(plan.tiles.allSatisfy { $0.x + out < w + a && $0.y + out < h + a })
+      let outputs = plan.tiles.map { OverlapTilePlan.crop(plan.input($0, of: image), x: 4, y: 4, width: out, height: out) }
+      #expect(plan.stitch(outputs) == image, "\(w)×\(h) out \(out) align \(a)")
+    }
+    // 520 wide, 496-pixel tiles, alignment 16: the second origin is 24 rounded up to 32.
+    #expect(Set(OverlapTilePlan(imageWidth: 520, imageHeight: 16, tileOutput: 496, margin: 0, alignment: 16).tiles.map(\.x)) == [0, 32])
+  }
+
   @Test func inputWindowsAreMirrorPadded() {
     // A 1-D ramp: the context left of x = 0 is the reflection 1, 2, 3, …
     let ramp = Image(width: 10, height: 1, pixels: (0..<10).map { Float($0) })
