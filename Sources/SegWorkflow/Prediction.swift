@@ -18,8 +18,8 @@ public struct Predictor {
   public let tileOutput: Int
   public let margin: Int
 
-  /// Loads a checkpoint and chooses the tile: the network's input is the largest legal size
-  /// whose output is at most `tile` (default 512) pixels.
+  /// Loads a checkpoint and chooses the tile: for a valid network the smallest legal output of at
+  /// least `tile` (default 512) pixels; for a same network an input of about `tile` plus context.
   ///
   /// - Parameters:
   ///   - context: the context per side for a same-padding network (default: its geometry's
@@ -38,13 +38,9 @@ public struct Predictor {
     let target = max(1, tile ?? 512)
     switch geometry.padding {
     case .valid:
-      // The largest output ≤ target (the smallest legal one if none is).
-      var best = geometry.nearestInput(forOutputAtLeast: 1)
-      var candidate = best
-      while candidate.output <= target {
-        best = candidate
-        candidate = geometry.nearestInput(forOutputAtLeast: candidate.output + 1)
-      }
+      // The smallest legal output ≥ target, so an image of `target` pixels per side is one pass
+      // (the largest output ≤ 512 would be 500 for depth 4 and take four passes of a 512² image).
+      let best = geometry.nearestInput(forOutputAtLeast: target)
       tileOutput = best.output
       margin = (best.input - best.output) / 2
     case .same:

@@ -204,7 +204,7 @@ struct Predict: ParsableCommand {
   @Option(help: "Output folder.", completion: .directory)
   var out: String
 
-  @Option(help: "Largest output tile (pixels per side) per network pass.")
+  @Option(help: "Output tile size per network pass (pixels per side; a valid network takes the smallest legal size at least this).")
   var tile: Int = 512
 
   @Option(help: "Context per side for same-padding networks (default: 2^depth).")
