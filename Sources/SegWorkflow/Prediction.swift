@@ -14,6 +14,8 @@ public struct Predictor {
   /// How the network's heads make the prediction (the checkpoint's, unless overridden).
   public let settings: InferenceSettings
   let normalize: [NormalizeStage]
+  /// The symmetries each tile's prediction is averaged over.
+  public var tta: TestTimeAugmentation = .none
   /// Output tile size (pixels per side) and context margin per side.
   public let tileOutput: Int
   public let margin: Int
@@ -111,9 +113,8 @@ public struct Predictor {
     var outputs: [Image] = []
     for tile in plan.tiles {
       let input = plan.input(tile, of: image)
-      let p = model.predict(
-        Tensor(shape: TensorShape(n: 1, c: input.channels, h: size, w: size), data: input.floatSamples()), settings: settings,
-        workspace: workspace)
+      let x = Tensor(shape: TensorShape(n: 1, c: input.channels, h: size, w: size), data: input.floatSamples())
+      let p = tta.average(x) { model.predict($0, settings: settings, workspace: workspace) }
       // A valid network returns exactly the output window; a same network returns the whole
       // input window: keep its centre.
       let full = Image(width: p.shape.w, height: p.shape.h, channels: k, pixels: p.data)

@@ -13,6 +13,7 @@ extension UpMode: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
 extension InferenceSettings.Heads: ExpressibleByArgument {}
+extension TestTimeAugmentation: ExpressibleByArgument {}
 
 extension TrainSection {
   /// Applies the command-line overrides.
@@ -216,6 +217,9 @@ struct Predict: ParsableCommand {
   @Option(help: "U-Net++: predict with the network pruned to this depth and its head.")
   var prune: Int?
 
+  @Option(help: "Test-time augmentation: none, flips (the 4 mirrorings) or d4 (the 8 symmetries of the square), probabilities averaged.")
+  var tta: TestTimeAugmentation = .none
+
   @Option(help: "Threads.")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -238,7 +242,8 @@ struct Predict: ParsableCommand {
     } else {
       settings = heads.map { InferenceSettings(heads: $0) }
     }
-    let predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context, settings: settings)
+    var predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context, settings: settings)
+    predictor.tta = tta
     var files: [String] = []
     for p in images { files += FileIO.isDirectory(p) ? try ImageFiles.list(p) : [p] }
     guard !files.isEmpty else { throw ValidationError("no image files given") }

@@ -135,4 +135,40 @@ import Testing
     let checkpoint = try Checkpoint.read(from: dir + "/run/last.ckpt")
     #expect(checkpoint.scheduler.schedule.budgetSeconds == 3 && checkpoint.scheduler.elapsedSeconds > 2.5)
   }
+
+  /// The 8 symmetries of the square are distinct and undo exactly; averaging an equivariant map
+  /// (the identity) gives the input back; flips are the first 4 of d4.
+  @Test func testTimeAugmentationSymmetries() {
+    let x = Tensor(shape: TensorShape(n: 2, c: 3, h: 6, w: 6), data: (0..<216).map { Float($0) })
+    let all = TestTimeAugmentation.d4.symmetries
+    #expect(all.count == 8 && TestTimeAugmentation.flips.symmetries == Array(all.prefix(4)) && TestTimeAugmentation.none.symmetries.count == 1)
+    var images: Set<[Float]> = []
+    for s in all {
+      let y = TestTimeAugmentation.apply(s, to: x)
+      images.insert(y.data)
+      #expect(TestTimeAugmentation.apply(s, to: y, inverse: true) == x, "\(s)")
+    }
+    #expect(images.count == 8)
+    // Transpose: (y, x) reads (x, y).
+    let t = TestTimeAugmentation.apply(.init(transpose: true, flipRows: false, flipColumns: false), to: x)
+    #expect(t[1, 2, 4, 1] == x[1, 2, 1, 4])
+    #expect(TestTimeAugmentation.d4.average(x) { $0 } == x)
+  }
+
+  /// `predict --tta d4` on a trained network: probabilities still sum to 1, and differ from the
+  /// plain prediction (the network is not exactly symmetric).
+  @Test func predictionWithTestTimeAugmentation() async throws {
+    let dir = TestPaths.temporaryDirectory("tta")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let shards = try await trainingShards(dir, padding: "same")
+    _ = try TrainingRun(options: TrainRunOptions(shards: shards, runDirectory: dir + "/run", section: section(steps: 8), threads: 1, seed: 4, resume: false, skipCorrupt: false)) { _ in }.run()
+    var predictor = try Predictor(checkpointPath: dir + "/run/last.ckpt", tile: 64)
+    let image = try predictor.load(TestPaths.fixtures + "/cells/images/cells_3.png")
+    let plain = predictor.probabilities(image).floatSamples()
+    predictor.tta = .d4
+    let averaged = predictor.probabilities(image).floatSamples()
+    let n = image.planeSize
+    #expect((0..<n).allSatisfy { abs(averaged[$0] + averaged[n + $0] - 1) < 1e-5 })
+    #expect(plain != averaged)
+  }
 }
