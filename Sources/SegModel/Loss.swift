@@ -94,3 +94,11 @@ public enum ScheduleKind: String, Codable, Sendable, CaseIterable {
   /// Multiply by the factor when the validation loss stops improving for `patience` checks.
   case plateau
 }
+
+/// The error a calibrated threshold minimises.
+public enum CalibrationMetric: String, Sendable, CaseIterable, Codable {
+  /// The fraction of misclassified pixels.
+  case pixelError = "pixel_error"
+  /// The ISBI 2012 Rand error of the cells (4-connected components of the foreground).
+  case randError = "rand_error"
+}

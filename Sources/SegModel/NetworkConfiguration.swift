@@ -117,7 +117,9 @@ public enum NetworkConfiguration: Sendable, Equatable, Hashable, Codable {
 /// How a trained network is run for prediction (not part of its shape, so it can change after
 /// training): which heads of a U-Net++ to use.
 ///
-/// JSON keys: `heads` (`"mean"` or `"prune"`), `prune_depth` (1 … depth, with `"prune"`).
+/// JSON keys: `heads` (`"mean"` or `"prune"`), `prune_depth` (1 … depth, with `"prune"`),
+/// `threshold` (optional: the foreground probability from which a pixel of a two-class network
+/// is labelled foreground; absent: the more probable class, i.e. 0.5).
 public struct InferenceSettings: Sendable, Equatable, Hashable, Codable {
   /// How a deeply supervised U-Net++ turns its heads into one prediction.
   public enum Heads: String, Sendable, Codable, CaseIterable {
@@ -130,19 +132,27 @@ public struct InferenceSettings: Sendable, Equatable, Hashable, Codable {
   public var heads: Heads
   /// d for ``Heads/prune``.
   public var pruneDepth: Int?
+  /// Two classes: class 1 where its probability is at least this (chosen on validation images
+  /// after training; nil: the argmax).
+  public var threshold: Float?
 
-  public init(heads: Heads = .mean, pruneDepth: Int? = nil) {
+  public init(heads: Heads = .mean, pruneDepth: Int? = nil, threshold: Float? = nil) {
     self.heads = heads
     self.pruneDepth = pruneDepth
+    self.threshold = threshold
   }
 
   enum CodingKeys: String, CodingKey {
-    case heads
+    case heads, threshold
     case pruneDepth = "prune_depth"
   }
 
   /// What is wrong with these settings for `network` (nil when usable).
   public func problem(for network: NetworkConfiguration) -> String? {
+    if let t = threshold {
+      guard t > 0 && t < 1 else { return "threshold must lie in (0, 1), not \(t)" }
+      guard network.labelClasses == 2 else { return "a threshold applies to two-class networks (this one has \(network.labelClasses) classes)" }
+    }
     guard heads == .prune else { return pruneDepth == nil ? nil : "prune_depth needs heads: prune" }
     guard case .unetpp(let c) = network else { return "pruning applies to U-Net++ only" }
     guard let d = pruneDepth, (1...c.depth).contains(d) else {

@@ -15,6 +15,8 @@ import SegModel
 ///   loss: cross_entropy+dice        # terms joined by +: cross_entropy dice focal iou ms_ssim; hybrid
 ///   # or {terms: hybrid, head_weights: sum, focal_alpha: 0.25, focal_gamma: 2, classification_weight: 1}
 ///   prediction: {heads: mean}       # U-Net++: mean of the heads, or {heads: prune, prune_depth: 2}
+///   calibration: pixel_error        # threshold chosen on the validation images: rand_error | none
+///   keep_best: false                # also best.ckpt (lowest validation loss)
 ///   steps: 2000                     # or epochs: 20
 ///   batch: 1
 ///   validation: {fraction: 0.2}     # or {sources: [stem, …]}
@@ -54,6 +56,11 @@ public struct TrainSection: Sendable, Equatable {
   public var classificationWeight = 1.0
   /// How prediction uses a U-Net++'s heads (stored in the checkpoint).
   public var prediction = InferenceSettings()
+  /// After training, the foreground threshold minimising this error on the validation images
+  /// is stored in the checkpoint (two classes; nil: none, predict takes the argmax).
+  public var calibration: CalibrationMetric? = .pixelError
+  /// Keep `best.ckpt`, the checkpoint of the lowest validation loss, beside `last.ckpt`.
+  public var keepBest = false
   public var steps: Int?
   public var epochs: Int?
   public var batch = 1
@@ -69,8 +76,8 @@ public struct TrainSection: Sendable, Equatable {
   public init() {}
 
   static let keys = [
-    "network", "optimizer", "schedule", "loss", "prediction", "steps", "epochs", "batch", "validation", "eval_every",
-    "checkpoint_every", "log_every", "max_gradient_norm", "shuffle_buffer", "classes",
+    "network", "optimizer", "schedule", "loss", "prediction", "calibration", "keep_best", "steps", "epochs", "batch",
+    "validation", "eval_every", "checkpoint_every", "log_every", "max_gradient_norm", "shuffle_buffer", "classes",
   ]
 
   static func parse(_ node: ConfigNode) throws(PipelineError) -> TrainSection {
@@ -103,6 +110,16 @@ public struct TrainSection: Sendable, Equatable {
       if let v = sm["patience"] { t.patience = try v.int(); try v.check(t.patience >= 1, "patience must be ≥ 1") }
     }
     if let n = m["loss"] { try t.parseLoss(n) }
+    if let n = m["calibration"] {
+      let v = try n.string()
+      if v == "none" {
+        t.calibration = nil
+      } else {
+        guard let metric = CalibrationMetric(rawValue: v) else { throw n.error(.outOfRange, "calibration must be pixel_error, rand_error or none") }
+        t.calibration = metric
+      }
+    }
+    if let n = m["keep_best"] { t.keepBest = try n.bool() }
     if let n = m["prediction"] {
       let pm = try ConfigMapping(n, allowed: ["heads", "prune_depth"])
       t.prediction.heads = try pm["heads"]?.choice(InferenceSettings.Heads.self) ?? .mean

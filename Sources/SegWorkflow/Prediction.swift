@@ -27,12 +27,26 @@ public struct Predictor {
   ///   - context: the context per side for a same-padding network (default: its geometry's
   ///     ``NetworkGeometry/defaultPredictionContext``).
   ///   - settings: overrides the checkpoint's prediction settings.
-  public init(checkpointPath: String, tile: Int? = nil, context: Int? = nil, settings: InferenceSettings? = nil) throws {
-    checkpoint = try Checkpoint.read(from: checkpointPath)
+  ///   - threshold: overrides the foreground threshold (two classes; 0.5 is the argmax).
+  public init(
+    checkpointPath: String, tile: Int? = nil, context: Int? = nil, settings: InferenceSettings? = nil, threshold: Float? = nil
+  ) throws {
+    try self.init(
+      checkpoint: try Checkpoint.read(from: checkpointPath), path: checkpointPath, tile: tile, context: context, settings: settings,
+      threshold: threshold)
+  }
+
+  /// A predictor for a checkpoint in memory (`path` names it in errors).
+  public init(
+    checkpoint: Checkpoint, path: String? = nil, tile: Int? = nil, context: Int? = nil, settings: InferenceSettings? = nil,
+    threshold: Float? = nil
+  ) throws {
+    self.checkpoint = checkpoint
     model = checkpoint.model
-    let chosen = settings ?? checkpoint.inference
+    var chosen = settings ?? checkpoint.inference
+    if let threshold { chosen.threshold = threshold }
     if let problem = chosen.problem(for: model.configuration) {
-      throw WorkflowError(.badSettings, path: checkpointPath, "cannot predict with these settings: \(problem)")
+      throw WorkflowError(.badSettings, path: path, "cannot predict with these settings: \(problem)")
     }
     self.settings = chosen
     normalize = Predictor.normalizeStages(checkpoint.metadata)
@@ -124,6 +138,15 @@ public struct Predictor {
     return plan.stitch(outputs)
   }
 
+  /// The class of every pixel: with a threshold (two classes), 1 where p_1 ≥ threshold; else
+  /// the most probable class.
+  public func labels(_ probabilities: Image) -> [Int32] {
+    guard let t = settings.threshold, probabilities.channels == 2 else { return Predictor.labels(probabilities) }
+    let n = probabilities.planeSize
+    let p = probabilities.floatSamples()
+    return (0..<n).map { p[n + $0] >= t ? 1 : 0 }
+  }
+
   /// The most probable class per pixel.
   public static func labels(_ probabilities: Image) -> [Int32] {
     let n = probabilities.planeSize
@@ -158,7 +181,7 @@ public struct Predictor {
       let image = try load(path)
       let start = MonotonicClock.seconds()
       let p = probabilities(image)
-      let labels = Predictor.labels(p)
+      let labels = self.labels(p)
       let stem = ImageFiles.stem(path)
       let labelPath = outputDirectory + "/" + stem + ".png"
       let probPath = outputDirectory + "/" + stem + probabilityFormat.suffix

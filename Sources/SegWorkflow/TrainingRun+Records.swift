@@ -35,6 +35,9 @@ extension TrainingRun {
       step: trainer.stepCount, epoch: trainer.epoch, loss: lossSum / Double(count), dice: scores.dice, iou: scores.iou,
       pixelError: scores.pixelError, samples: count)
     trainer.observe(result.loss)
+    if options.section.keepBest, result.loss < (validationPoints.map(\.loss).min() ?? .infinity) {
+      try currentCheckpoint().write(to: options.runDirectory + "/best.ckpt")
+    }
     lastValidation = result
     validationPoints.append(result)
     try record(.object([
@@ -55,10 +58,23 @@ extension TrainingRun {
     try FileIO.append(Array((line.serialized() + "\n").utf8), to: metricsPath)
   }
 
-  func checkpoint(named: Bool) throws {
+  /// The checkpoint of the run now (with the calibrated threshold, once there is one).
+  func currentCheckpoint() -> Checkpoint {
     var metadata = metadataBase
     metadata["epoch_samples"] = String(epochSamples)
-    let c = Checkpoint(trainer, inference: options.section.prediction, metadata: metadata)
+    var inference = options.section.prediction
+    inference.threshold = calibration?.threshold
+    if let c = calibration {
+      metadata["calibration"] = JSONValue.object([
+        ("metric", .string(c.metric.rawValue)), ("threshold", .double(Double(c.threshold))), ("error", .double(c.error)),
+        ("error_at_0.5", .double(c.errorAtHalf)), ("images", .int(c.images)),
+      ]).serialized()
+    }
+    return Checkpoint(trainer, inference: inference, metadata: metadata)
+  }
+
+  func checkpoint(named: Bool) throws {
+    let c = currentCheckpoint()
     try c.write(to: lastCheckpointPath)
     if named {
       let s = String(trainer.stepCount)
@@ -111,6 +127,29 @@ extension TrainingRun {
       case .int(let n)? = line["samples"]
     else { return nil }
     return ValidationResult(step: step, epoch: epoch, loss: loss, dice: dice.map(\.number), iou: iou.map(\.number), pixelError: pe, samples: n)
+  }
+
+  /// After training: the foreground threshold that minimises the section's error on the
+  /// validation images, recorded and kept in the checkpoints. A calibration that cannot run
+  /// (sources not readable from here) is reported and leaves the checkpoints at the argmax.
+  func calibrate() throws {
+    guard let metric = options.section.calibration, !data.validationSources.isEmpty, configuration.labelClasses == 2 else { return }
+    let stems = data.validationSources.sorted().map { data.set.manifest.sources[$0].stem }
+    let result: CalibrationResult
+    do {
+      result = try Calibration.calibrate(
+        currentCheckpoint(), manifest: data.set.manifest, shardsDirectory: options.shards, validationSources: stems, metric: metric)
+    } catch {
+      log("calibration skipped: \(error)")
+      return
+    }
+    calibration = result
+    try record(.object([
+      ("kind", "calibration"), ("step", .int(trainer.stepCount)), ("metric", .string(metric.rawValue)),
+      ("threshold", .double(Double(result.threshold))), ("error", .number(result.error)), ("error_at_0.5", .number(result.errorAtHalf)),
+      ("images", .int(result.images)),
+    ]))
+    log(String(format: "calibrated on %d validation images: threshold %.2f, %@ %.4f (%.4f at 0.5)", result.images, result.threshold, metric.rawValue, result.error, result.errorAtHalf))
   }
 }
 

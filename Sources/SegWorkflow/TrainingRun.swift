@@ -91,6 +91,8 @@ public final class TrainingRun {
   var validationPoints: [ValidationResult] = []
   var lastValidation: ValidationResult?
   var skipped: Set<Int> = []
+  /// The threshold chosen on the validation images at the end of the run.
+  var calibration: CalibrationResult?
 
   public var metricsPath: String { options.runDirectory + "/metrics.jsonl" }
   public var plotPath: String { options.runDirectory + "/training.png" }
@@ -196,6 +198,8 @@ public final class TrainingRun {
     }
     if lastValidation?.step != trainer.stepCount { try validate() }
     try checkpoint(named: true)
+    try calibrate()
+    if calibration != nil { try checkpoint(named: true) }
     return TrainSummary(
       steps: trainer.stepCount, epochs: trainer.epoch, lastLoss: lastLoss, validation: lastValidation,
       checkpoint: lastCheckpointPath, metrics: metricsPath, plot: plotPath, seconds: MonotonicClock.seconds() - start,

@@ -217,6 +217,9 @@ struct Predict: ParsableCommand {
   @Option(help: "U-Net++: predict with the network pruned to this depth and its head.")
   var prune: Int?
 
+  @Option(help: "Foreground threshold of a two-class network (default: the one calibrated after training, else 0.5).")
+  var threshold: Float?
+
   @Option(help: "Test-time augmentation: none, flips (the 4 mirrorings) or d4 (the 8 symmetries of the square), probabilities averaged.")
   var tta: TestTimeAugmentation = .none
 
@@ -232,6 +235,7 @@ struct Predict: ParsableCommand {
     if let prune, prune < 1 { throw ValidationError("--prune must be at least 1") }
     if heads == .prune && prune == nil { throw ValidationError("--heads prune needs --prune DEPTH") }
     if heads == .mean && prune != nil { throw ValidationError("--prune selects one head: leave out --heads mean") }
+    if let threshold, !(threshold > 0 && threshold < 1) { throw ValidationError("--threshold must lie in (0, 1)") }
   }
 
   func run() throws {
@@ -242,7 +246,7 @@ struct Predict: ParsableCommand {
     } else {
       settings = heads.map { InferenceSettings(heads: $0) }
     }
-    var predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context, settings: settings)
+    var predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context, settings: settings, threshold: threshold)
     predictor.tta = tta
     var files: [String] = []
     for p in images { files += FileIO.isDirectory(p) ? try ImageFiles.list(p) : [p] }

@@ -95,6 +95,8 @@ import Testing
      "t.yaml:7: train.prediction: heads: prune needs prune_depth (1 ... depth)"),
     ("prune a U-Net", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  prediction: {heads: prune, prune_depth: 2}\n", .outOfRange,
      "t.yaml:6: train.prediction: prediction heads: prune applies to U-Net++"),
+    ("unknown calibration", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  calibration: dice\n", .outOfRange,
+     "t.yaml:6: train.calibration: calibration must be pixel_error, rand_error or none"),
     ("tiles for a valid U-Net++", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntiles: {network: {architecture: unetpp, padding: valid}, input: 64}\n", .outOfRange,
      "t.yaml:5: tiles.network.padding: U-Net++ is built with same padding only (valid padding is a U-Net option)"),
   ]
@@ -119,6 +121,9 @@ import Testing
     #expect(net == .unet3p(UNet3PlusConfiguration(depth: 4, baseWidth: 16, deepSupervision: false, cgm: true, cgmDropout: 0.25, inputChannels: 1, classes: 1)))
     let pp = try PipelineSpec.parse("version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: unetpp, up: bilinear}\n  loss: cross_entropy+dice\n  prediction: {heads: prune, prune_depth: 3}\n", file: "t.yaml")
     #expect(pp.train.prediction == InferenceSettings(heads: .prune, pruneDepth: 3) && pp.train.upMode == .bilinear)
+    #expect(pp.train.calibration == .pixelError && !pp.train.keepBest)
+    let cal = try PipelineSpec.parse("version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  calibration: none\n  keep_best: true\n", file: "t.yaml")
+    #expect(cal.train.calibration == nil && cal.train.keepBest)
     #expect(pp.train.network(channels: 2, classes: 3, fallbackPadding: .valid) == .unetpp(UNetPlusPlusConfiguration(depth: 4, baseWidth: 16, upMode: .bilinear, inputChannels: 2, classes: 3)))
   }
 

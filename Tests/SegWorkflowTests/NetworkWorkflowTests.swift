@@ -171,4 +171,53 @@ import Testing
     #expect((0..<n).allSatisfy { abs(averaged[$0] + averaged[n + $0] - 1) < 1e-5 })
     #expect(plain != averaged)
   }
+
+  /// The threshold search: on maps whose foreground probability is 0.3 + noise inside the cells
+  /// and 0.1 outside, the pixel error is 0 between 0.2 and 0.3, far from 0.5 (where everything is
+  /// background); ties go to the threshold nearest 0.5; the Rand error agrees.
+  @Test func calibrationFindsTheBestThreshold() {
+    var truth = [Bool](repeating: false, count: 32 * 32)
+    for y in 4..<14 { for x in 4..<14 { truth[y * 32 + x] = true } }
+    for y in 18..<28 { for x in 10..<30 { truth[y * 32 + x] = true } }
+    let p = truth.enumerated().map { i, fg in fg ? 0.3 + 0.05 * Float(i % 3) / 3 : 0.1 + 0.05 * Float(i % 5) / 5 }
+    let pixel = Calibration.choose([(p, truth, 32, 32)], metric: .pixelError)
+    #expect(pixel.error == 0 && pixel.errorAtHalf > 0.2)
+    #expect(pixel.threshold > 0.15 && pixel.threshold <= 0.3, "\(pixel.threshold)")
+    #expect(pixel.threshold == 0.3)  // of the perfect ones, the nearest to 0.5
+    let rand = Calibration.choose([(p, truth, 32, 32)], metric: .randError)
+    #expect(rand.error < 1e-12 && rand.threshold > 0.15 && rand.threshold <= 0.3)
+  }
+
+  /// A run with validation sources ends calibrated: the threshold is in the metrics log and the
+  /// checkpoint, and predict uses it unless told otherwise; keep_best writes best.ckpt.
+  @Test func trainingEndsCalibrated() async throws {
+    let dir = TestPaths.temporaryDirectory("calibrate")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let shards = try await trainingShards(dir, padding: "same")
+    var t = section(steps: 10)
+    t.calibration = .randError
+    t.keepBest = true
+    var lines: [String] = []
+    _ = try TrainingRun(options: TrainRunOptions(shards: shards, runDirectory: dir + "/run", section: t, threads: 1, seed: 6, resume: false, skipCorrupt: false)) { lines.append($0) }.run()
+    #expect(lines.contains { $0.hasPrefix("calibrated on 1 validation images: threshold") }, "\(lines.suffix(3))")
+    let metrics = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8)
+    #expect(metrics.contains("\"kind\": \"calibration\"") && metrics.contains("rand_error"))
+    let checkpoint = try Checkpoint.read(from: dir + "/run/last.ckpt")
+    guard let threshold = checkpoint.inference.threshold else {
+      Issue.record("no threshold in the checkpoint")
+      return
+    }
+    #expect(checkpoint.metadata["calibration"]?.contains("rand_error") == true)
+    #expect(FileManager.default.fileExists(atPath: dir + "/run/best.ckpt"))
+    let predictor = try Predictor(checkpointPath: dir + "/run/last.ckpt", tile: 64)
+    #expect(predictor.settings.threshold == threshold)
+    let p = predictor.probabilities(try predictor.load(TestPaths.fixtures + "/cells/images/cells_1.png"))
+    let n = p.planeSize
+    let probabilities = p.floatSamples()
+    #expect(predictor.labels(p) == (0..<n).map { probabilities[n + $0] >= threshold ? Int32(1) : 0 })
+    let argmax = try Predictor(checkpointPath: dir + "/run/last.ckpt", tile: 64, threshold: 0.5)
+    #expect(argmax.labels(p) == Predictor.labels(p) || probabilities.contains(0.5))
+    // A threshold on a three-class network is refused.
+    #expect(InferenceSettings(threshold: 0.4).problem(for: .unet(UNetConfiguration(depth: 2, baseWidth: 4, classes: 3))) != nil)
+  }
 }
