@@ -134,11 +134,11 @@ public enum SourceSpec: Sendable, Equatable {
     return base + "/" + path
   }
 
-  /// POSIX glob, sorted byte-wise.
+  /// POSIX glob with brace alternatives (`train_{0?,1?,2[0-4]}.png`), sorted byte-wise.
   static func glob(_ pattern: String) -> [String] {
     var g = glob_t()
     defer { globfree(&g) }
-    guard Glibc.glob(pattern, 0, nil, &g) == 0 else { return [] }
+    guard Glibc.glob(pattern, GLOB_BRACE, nil, &g) == 0 else { return [] }
     var out: [String] = []
     for i in 0..<Int(g.gl_pathc) {
       if let p = g.gl_pathv[i] { out.append(String(cString: p)) }
