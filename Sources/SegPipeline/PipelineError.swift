@@ -24,6 +24,8 @@ public struct PipelineError: UserFacingError, Equatable {
     case sizeMismatch
     /// A source file could not be decoded.
     case badSource
+    /// The file asks for more than a resource limit allows (refused before allocating).
+    case tooLarge
   }
 
   public var code: Code

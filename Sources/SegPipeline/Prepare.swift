@@ -92,7 +92,7 @@ public enum Preparer {
   }
 
   /// Joins the partial manifests of a distributed run into manifest.json.
-  public static func merge(directory: String) throws(CacheError) -> ShardManifest {
+  public static func merge(directory: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) -> ShardManifest {
     let names: [String]
     do {
       names = try FileIO.listDirectory(directory).filter { $0.hasPrefix("manifest.part-") && $0.hasSuffix(".json") }
@@ -103,7 +103,7 @@ public enum Preparer {
       throw CacheError(.missingManifest, path: directory, "no partial manifests (manifest.part-*.json) to merge")
     }
     var parts: [ShardManifest] = []
-    for name in names { parts.append(try ShardManifest.read(directory + "/" + name)) }
+    for name in names { parts.append(try ShardManifest.read(directory + "/" + name, limits: limits)) }
     guard let first = parts.first, let info = first.part else {
       throw CacheError(.mergeConflict, path: directory + "/" + names[0], "not a partial manifest")
     }

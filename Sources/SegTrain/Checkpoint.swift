@@ -192,9 +192,12 @@ public struct Checkpoint: Sendable {
     else {
       throw CheckpointError(.badHeader, path: path, "header does not describe a swift-unet checkpoint", hint: rebuild)
     }
-    let floats = header.parameterCount + header.stateCount + header.optimizerStateCount
-    let expected = 16 + headerLength + 4 * floats + 32
-    if bytes.count < expected {
+    // Counts from a hostile header: sum them without overflow (the file size bounds them next).
+    let (counts, o1) = header.parameterCount.addingReportingOverflow(header.stateCount)
+    let (floats, o2) = counts.addingReportingOverflow(header.optimizerStateCount)
+    let (floatBytes, o3) = floats.multipliedReportingOverflow(by: 4)
+    let expected = o1 || o2 || o3 ? Int.max : (16 + headerLength + 32).addingReportingOverflow(floatBytes).partialValue
+    if bytes.count < expected || expected < 0 {
       throw CheckpointError(.truncated, path: path, "truncated: \(bytes.count) bytes, the header announces \(expected)", hint: rebuild)
     }
     if bytes.count > expected {
@@ -212,6 +215,14 @@ public struct Checkpoint: Sendable {
     let problems = header.network.problems + header.training.problems
     if let first = problems.first {
       throw CheckpointError(.badHeader, path: path, "invalid configuration in header: \(first)", hint: rebuild)
+    }
+    // The network is built (and its parameters allocated) only when the parameters stored
+    // could hold it: a header naming a huge network in a small file is refused first.
+    guard let least = minimumParameterCount(header.network), least <= header.parameterCount else {
+      throw CheckpointError(
+        .wrongArchitecture, path: path,
+        "its network (\(describe(header.network))) needs more parameters than the \(header.parameterCount) stored",
+        hint: "the checkpoint was written by an incompatible build")
     }
     var model = UNet(structureOf: header.network)
     guard model.parameters.count == header.parameterCount, model.state.count == header.stateCount,
@@ -247,6 +258,21 @@ public struct Checkpoint: Sendable {
   static func describe(_ c: UNetConfiguration) -> String {
     "depth \(c.depth), base width \(c.baseWidth), \(c.padding.rawValue) padding, \(c.upMode.rawValue) up-sampling, batch norm \(c.batchNorm ? "on" : "off"), \(c.inputChannels) input channel(s), \(c.classes) classes"
   }
+}
+
+/// A lower bound on the parameters of a U-Net of this configuration (nil when it overflows):
+/// the first convolution, the two 3 × 3 convolutions at the bottom and the 1 × 1 head, which
+/// every variant has. The real count is within a small factor of it, so checking it against the
+/// stored count bounds what building the network allocates by the file's size.
+private func minimumParameterCount(_ c: UNetConfiguration) -> Int? {
+  let (bottom, o1) = c.baseWidth.multipliedReportingOverflow(by: 1 << max(0, min(c.depth, 12)))
+  let (bottomConvs, o2) = bottom.multipliedReportingOverflow(by: bottom)
+  let (first, o3) = c.inputChannels.multipliedReportingOverflow(by: c.baseWidth)
+  let (head, o4) = c.classes.multipliedReportingOverflow(by: c.baseWidth)
+  let (convs, o5) = bottomConvs.addingReportingOverflow(first)
+  let (nine, o6) = convs.multipliedReportingOverflow(by: 9)
+  let (total, o7) = nine.addingReportingOverflow(head)
+  return o1 || o2 || o3 || o4 || o5 || o6 || o7 ? nil : total
 }
 
 // MARK: - Little-endian helpers

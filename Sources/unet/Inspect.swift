@@ -20,8 +20,10 @@ struct Inspect: ParsableCommand {
   @Flag(help: "One JSON object instead of text.")
   var json = false
 
+  @OptionGroup var manifestFlags: ManifestFlags
+
   func run() throws {
-    let set = try ShardSet(directory: directory)
+    let set = try ShardSet(directory: directory, limits: manifestFlags.limits)
     let m = set.manifest
     var corrupt: [(String, CacheError)] = []
     var shapes: [String: Int] = [:]
