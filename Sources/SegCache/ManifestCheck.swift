@@ -69,12 +69,13 @@ extension ShardManifest {
         throw bad("\(at).name \"\(shard.name)\" is not a shard file name (NAME.tar, no folders)")
       }
       guard names.insert(shard.name).inserted else { throw bad("\(at).name \(shard.name) is listed twice") }
-      guard shard.bytes >= 0, shard.samples == shard.members.count else {
-        throw bad("\(at) (\(shard.name)) claims \(shard.samples) samples and \(shard.bytes) bytes but lists \(shard.members.count) members")
-      }
-      let (sum, overflow) = total.addingReportingOverflow(shard.samples)
+      // The claim is checked against the limit first, then against what is listed.
+      let (sum, overflow) = total.addingReportingOverflow(max(shard.samples, shard.members.count))
       if overflow || sum > limits.maxSamples { throw tooMany("samples", overflow ? Int.max : sum) }
       total = sum
+      guard shard.bytes >= 0, shard.samples == shard.members.count else {
+        throw bad("\(at) (\(shard.name)) claims \(shard.samples) samples and \(shard.bytes) bytes but its member list has \(shard.members.count) entries")
+      }
       guard shard.pipelineSamples.count == 2, shard.pipelineSamples[0] >= 0, shard.pipelineSamples[0] <= shard.pipelineSamples[1]
       else { throw bad("\(at).pipeline_samples \(shard.pipelineSamples) is not a range [low, high]") }
       for (k, m) in shard.members.enumerated() {
