@@ -98,7 +98,7 @@ let package = Package(
       dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
     .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
     .testTarget(
-      name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTestSupport", "unet"]),
+      name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTrain", "SegTestSupport", "unet"]),
 
     // MARK: - Fuzzing (Tests/Fuzz; see .ci/fuzz)
     .target(

@@ -75,6 +75,8 @@ public enum Preparer {
     // The async part is kept to the two awaits; everything else lives in PreparePlan (this
     // also keeps the function small enough for the optimizer's coroutine splitting).
     let start = nowSeconds()
+    let lock = try PrepareLock.acquire(directory: options.outputDirectory, part: options.partIndex, of: options.partCount)
+    defer { withExtendedLifetime(lock) {} }
     let plan = try PreparePlan(spec: spec, options: options)
     if plan.needsStatisticsPass {
       plan.useStatistics(from: try await plan.engine.preparingDatasetStatistics(workers: options.workers))
@@ -93,6 +95,8 @@ public enum Preparer {
 
   /// Joins the partial manifests of a distributed run into manifest.json.
   public static func merge(directory: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) -> ShardManifest {
+    let lock = try PrepareLock.acquire(directory: directory, part: 0, of: 1, merging: true)
+    defer { withExtendedLifetime(lock) {} }
     let names: [String]
     do {
       names = try FileIO.listDirectory(directory).filter { $0.hasPrefix("manifest.part-") && $0.hasSuffix(".json") }
@@ -145,13 +149,21 @@ public enum Preparer {
     } catch {
       throw CacheError(.ioFailure, path: directory + "/manifest.json", "\(error)")
     }
+    // Temporary manifests of merges killed before their rename (we hold the lock: none is live).
+    for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasPrefix(".manifest.json.tmp-") {
+      FileIO.remove(directory + "/" + name)
+    }
     return merged
   }
 
   // MARK: - Pieces
 
+  /// Writes the manifest atomically, unless the file holds these bytes already (so a run with
+  /// nothing to do writes nothing, and succeeds on a read-only folder).
   static func writeManifest(_ manifest: ShardManifest, to path: String) throws {
-    try FileIO.writeAtomically(try manifest.encoded(), to: path)
+    let bytes = try manifest.encoded()
+    if let existing = try? FileIO.read(path), existing == bytes { return }
+    try FileIO.writeAtomically(bytes, to: path)
   }
 
   /// The entry in `index`, if it describes a shard with the expected key and name whose file
