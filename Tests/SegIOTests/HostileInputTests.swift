@@ -3,6 +3,10 @@ import SegIO
 import SegTestSupport
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Files made to hurt: decompression bombs, headers that claim absurd sizes, inputs the fuzzers
 /// found. Each is refused with its typed error (the limit named where there is one), never a
 /// trap, and before the memory it asks for is allocated.
@@ -69,6 +73,33 @@ import Testing
     let decoded = try ImageDecoder.decode(small, options: DecodeOptions(maxPixels: 1500 * 1000))
     #expect(decoded.image.width == 1500 && decoded.image.height == 1000)
     #expect(decoded.image.labelSamples().allSatisfy { $0 == 0 })
+  }
+
+  /// The high-water mark of this process's memory, in bytes.
+  static func peakMemory() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+  }
+
+  @Test func aChunkClaimingGigabytesIsTruncationNotAnAllocation() {
+    // Found by the PNG fuzzer: a 61-byte file whose tEXt chunk claims 1.4 GB made libpng
+    // allocate and touch 1.4 GB before it found the end of the file.
+    let before = Self.peakMemory()
+    let bytes = HostileFiles.pngHeader(width: 64, height: 64) + HostileFiles.be32(0x5757_5757) + Array("tEXtWWWW".utf8)
+    let e = Self.code(bytes)
+    #expect(e?.code == .truncated && e?.message.contains("chunk tEXt") == true && e?.message.contains("1465341783") == true)
+    #expect(Self.peakMemory() - before < 512 << 20, "the claimed size was allocated")
+  }
+
+  @Test func aCompressedTextBombInflatesAtMost16MB() throws {
+    // A zTXt chunk of 400 kB that inflates to 64 MB: libpng stops at its chunk limit, warns,
+    // and the image still decodes.
+    let before = Self.peakMemory()
+    let text = HostileFiles.chunk("zTXt", Array("Comment".utf8) + [0, 0] + HostileFiles.zlibZeros(64 << 20))
+    let decoded = try ImageDecoder.decode(HostileFiles.png(width: 8, height: 8, before: text))
+    #expect(decoded.image.width == 8 && decoded.image.labelSamples().allSatisfy { $0 == 0 })
+    #expect(Self.peakMemory() - before < 48 << 20)
   }
 
   @Test func tiffClaimingManyChannelsIsRefusedByTheByteBudget() {

@@ -12,9 +12,10 @@ public enum HostileFiles {
     return ~crc
   }
 
-  static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+  public static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
 
-  static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+  /// A PNG chunk: length, type, data, CRC.
+  public static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
     let body = Array(type.utf8) + data
     return be32(UInt32(data.count)) + body + be32(crc32(body))
   }
@@ -84,12 +85,17 @@ public enum HostileFiles {
   /// A gray 8-bit PNG of `width` × `height` whose pixel data is all zeros (every row filter
   /// byte too), or, with `zeros`, an IDAT holding only that many zero bytes (a tiny file whose
   /// header claims the size).
-  public static func png(width: Int, height: Int, zeros: Int? = nil) -> [UInt8] {
-    var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-    out += chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [8, 0, 0, 0, 0])
+  /// `before` holds whole chunks to put between IHDR and IDAT.
+  public static func png(width: Int, height: Int, zeros: Int? = nil, before: [UInt8] = []) -> [UInt8] {
+    var out = pngHeader(width: width, height: height) + before
     out += chunk("IDAT", zlibZeros(zeros ?? (width + 1) * height))
     out += chunk("IEND", [])
     return out
+  }
+
+  /// The signature and IHDR chunk of a gray 8-bit PNG.
+  public static func pngHeader(width: Int, height: Int) -> [UInt8] {
+    [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [8, 0, 0, 0, 0])
   }
 
   /// A little-endian TIFF with one uncompressed strip of `stripBytes` bytes (zeros), whatever
