@@ -60,8 +60,11 @@ static int png_check_chunks(const uint8_t *data, size_t size, char *message, siz
             return CCodecShims_corrupt;
         }
         if ((size_t)length + 12 > size - offset) {
+            if (memcmp(type, "IDAT", 4) == 0) {
+                break;  // pixel data is streamed, not buffered: libpng reports where it ends
+            }
             char text[160];
-            snprintf(text, sizeof text, "truncated: chunk %c%c%c%c at byte %zu claims %u bytes, the file ends %zu bytes later",
+            snprintf(text, sizeof text, "unexpected end of file: chunk %c%c%c%c at byte %zu claims %u bytes, %zu remain",
                      type[0], type[1], type[2], type[3], offset, length, size - offset - 8);
             shim_copy(message, cap, text);
             return CCodecShims_truncated;
