@@ -104,7 +104,7 @@ let package = Package(
     .target(
       name: "SegFuzzTargets", dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTrain", "SegWorkflow"],
       path: "Tests/Fuzz/Targets"),
-    .testTarget(name: "FuzzRegressionTests", dependencies: ["SegFuzzTargets", "SegTestSupport"], path: "Tests/Fuzz/RegressionTests"),
+    .testTarget(name: "FuzzRegressionTests", dependencies: ["SegCore", "SegFuzzTargets", "SegTestSupport"], path: "Tests/Fuzz/RegressionTests"),
   ]
 )
 

@@ -1,4 +1,5 @@
 import Foundation
+import SegCore
 import SegFuzzTargets
 import SegTestSupport
 import Testing
@@ -41,7 +42,7 @@ import Testing
   }
 
   static func run(_ target: FuzzTarget, _ path: String) throws {
-    target.run(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    target.run(try FileIO.read(path))
   }
 
   @Test func savedCrashInputsNoLongerCrash() throws {
