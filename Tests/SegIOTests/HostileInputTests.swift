@@ -112,6 +112,14 @@ import Testing
     #expect(e?.hint?.contains("--max-pixels") == true)
   }
 
+  @Test func tiffTilesFarLargerThanTheImageAreRefused() throws {
+    // Found by the TIFF fuzzer: a 1 kB file whose tiles claim 2^20 × 2^17 pixels made the shim
+    // ask malloc for 134 GB (which fails, or worse, succeeds).
+    let bytes = try FileIO.read(TestPaths.repositoryRoot + "/Tests/Fuzz/regressions/tiff/tiles-134GB")
+    let e = Self.code(bytes, DecodeOptions(maxPixels: 1 << 20))
+    #expect(e?.code == .corrupt && e?.message.contains("far larger than the") == true, "\(String(describing: e))")
+  }
+
   @Test func tiffClaimingMoreThanItHoldsFailsAsTruncated() {
     // Within every budget, but the strip is 64 bytes: an error, not an image of zeros.
     let short = HostileFiles.tiff(width: 4096, height: 4096, channels: 1, bitsPerSample: 16, float: false, stripBytes: 64)
