@@ -261,8 +261,8 @@ public struct Checkpoint: Sendable {
 }
 
 /// A lower bound on the parameters of a U-Net of this configuration (nil when it overflows):
-/// the first convolution, the two 3 × 3 convolutions at the bottom and the 1 × 1 head, which
-/// every variant has. The real count is within a small factor of it, so checking it against the
+/// the first 3 × 3 convolution, the 3 × 3 convolution from and to the bottom width, and the
+/// 1 × 1 head, which every variant has (weights only). The real count is within a small factor of it, so checking it against the
 /// stored count bounds what building the network allocates by the file's size.
 private func minimumParameterCount(_ c: UNetConfiguration) -> Int? {
   let (bottom, o1) = c.baseWidth.multipliedReportingOverflow(by: 1 << max(0, min(c.depth, 12)))

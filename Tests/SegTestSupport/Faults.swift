@@ -31,6 +31,16 @@ public enum Faults {
     return faults.merging(["LD_PRELOAD": shim]) { $1 }
   }
 
+  /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN), checked once.
+  public static let canMount: Bool = {
+    guard let dir = tmpfs(kilobytes: 64, label: "mount-probe") else { return false }
+    unmount(dir)
+    return true
+  }()
+
+  /// Whether the fault library could be built.
+  public static var haveShim: Bool { shim != nil }
+
   /// A tmpfs of `kilobytes` mounted on a fresh folder, or nil when mounting is not allowed
   /// (not root, or no CAP_SYS_ADMIN in this container). Unmount with `unmount`.
   public static func tmpfs(kilobytes: Int, label: String) -> String? {

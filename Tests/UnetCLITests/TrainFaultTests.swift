@@ -8,7 +8,7 @@ import Testing
 /// truncated or replaced on disk while the trainer reads it. One error line naming the file,
 /// the last checkpoint intact, and `--resume` ends with the checkpoint of an undisturbed run,
 /// byte for byte. (Through the fault library Tests/Faults/faultshim.c.)
-@Suite(.serialized) struct TrainFaultTests {
+@Suite(.serialized, .enabled(if: Faults.haveShim, "the fault library needs a C compiler")) struct TrainFaultTests {
   /// 4 shards of 2 small tiles each, and the flags of a short, fully determined run.
   static func setUp(_ dir: String) throws -> (shards: String, flags: [String]) {
     let cells = TestPaths.fixtures + "/cells"
@@ -47,7 +47,7 @@ import Testing
     #expect(reference.status == 0, "\(reference.stderr)")
     let size = try FileIO.read(dir + "/ref/last.ckpt").count
     // Room for the checkpoints of step 4 (last.ckpt and step-000004.ckpt), then full.
-    guard let env = Faults.environment(["UNET_FAULT_ENOSPC": dir + "/run/.*.ckpt.tmp-*:\(2 * size + 100)"]) else { return }
+    let env = try #require(Faults.environment(["UNET_FAULT_ENOSPC": dir + "/run/.*.ckpt.tmp-*:\(2 * size + 100)"]))
     let failed = try Self.train(flags, out: dir + "/run", environment: env)
     #expect(failed.status != 0)
     #expect(failed.stderr.split(separator: "\n").last == "unet: \(dir)/run/last.ckpt: cannot write: No space left on device", "\(failed.stderr)")
@@ -79,7 +79,7 @@ import Testing
       try FileIO.writeAtomically(try FileIO.read(shards + "/shard-000002.tar"), to: dir + "/other.tar")
       faults = ["UNET_FAULT_REPLACE": "*/shard-000001.tar:2:\(dir)/other.tar"]
     }
-    guard let env = Faults.environment(faults) else { return }
+    let env = try #require(Faults.environment(faults))
     let failed = try Self.train(flags, out: dir + "/run", environment: env)
     #expect(failed.status != 0)
     let last = failed.stderr.split(separator: "\n").last.map(String.init) ?? ""
