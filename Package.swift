@@ -3,9 +3,11 @@
 // swift-unet: biomedical images and label masks → augmented, tiled U-Net training shards, and
 // a U-Net trainer on OpenBLAS. See README.md and ../shared/SPEC.md.
 //
-// Layout (each library depends only on the ones listed above it):
-//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims
-//   libraries      SegCore → SegIO → …
+// Layout: ARCHITECTURE.md draws the modules and lists each one's dependencies; the lists below
+// say the same (Tests/UnetCLITests/ArchitectureTests.swift checks both against the imports).
+//   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims,
+//                  CKernels, CSystemShims
+//   libraries      SegCore at the bottom; each library depends only on ones below it
 //   executable     unet (swift-argument-parser)
 //   tests          SegTestSupport (shared helpers and naive references) + one bundle per library
 import PackageDescription
@@ -45,21 +47,22 @@ let package = Package(
     .target(name: "SegIO", dependencies: ["SegCore", "CCodecShims"], exclude: ["README.md"]),
     .target(name: "SegSynth", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(name: "SegWeights", dependencies: ["SegCore"], exclude: ["README.md"]),
+    .target(name: "SegModel", exclude: ["README.md"]),
     .target(name: "SegAugment", dependencies: ["SegCore", "CKernels"], exclude: ["README.md"]),
     .target(name: "SegRender", dependencies: ["SegCore"], exclude: ["README.md"]),
-    .target(name: "SegTiling", dependencies: ["SegCore", "SegAugment"], exclude: ["README.md"]),
+    .target(name: "SegTiling", dependencies: ["SegCore", "SegModel"], exclude: ["README.md"]),
     .target(name: "SegCache", dependencies: ["SegCore", "SegIO"], exclude: ["README.md"]),
     .target(
       name: "SegPipeline",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
       ],
       exclude: ["README.md"]),
-    .target(name: "SegTrain", dependencies: ["SegCore", "COpenBLAS"], exclude: ["README.md"]),
+    .target(name: "SegTrain", dependencies: ["SegCore", "SegModel", "COpenBLAS"], exclude: ["README.md"]),
     .target(
       name: "SegWorkflow",
       dependencies: [
-        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
+        "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegTrain",
       ],
       exclude: ["README.md"]),
     .target(
@@ -71,23 +74,24 @@ let package = Package(
     .executableTarget(
       name: "unet",
       dependencies: [
-        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
+        "SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegModel", "SegTiling", "SegCache", "SegPipeline", "SegRender", "SegPreview", "SegTrain", "SegWorkflow", "CSystemShims",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // MARK: - Test support and unit test bundles
     .target(
-      name: "SegTestSupport", dependencies: ["SegCore", "SegIO", "SegSynth", "SegWeights", "SegAugment", "SegPipeline"],
+      name: "SegTestSupport", dependencies: ["SegCore", "SegAugment"],
       path: "Tests/SegTestSupport"),
     .testTarget(name: "SegCoreTests", dependencies: ["SegCore", "SegTestSupport"]),
     .testTarget(name: "SegIOTests", dependencies: ["SegCore", "SegIO", "SegTestSupport"]),
     .testTarget(name: "SegAugmentTests", dependencies: ["SegCore", "SegAugment", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPipelineTests",
-      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
+      dependencies: ["SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegPipeline", "SegCache", "SegSynth", "SegTestSupport"],
       exclude: ["Frozen"]),
     .testTarget(name: "SegCacheTests", dependencies: ["SegCore", "SegCache", "SegTestSupport"]),
-    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegAugment", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegTilingTests", dependencies: ["SegCore", "SegTiling", "SegTestSupport"]),
+    .testTarget(name: "SegModelTests", dependencies: ["SegModel"]),
     .testTarget(name: "SegWeightsTests", dependencies: ["SegCore", "SegIO", "SegWeights", "SegSynth", "SegTestSupport"]),
     .testTarget(
       name: "SegPreviewTests",
@@ -95,8 +99,9 @@ let package = Package(
     .testTarget(name: "SegRenderTests", dependencies: ["SegRender"]),
     .testTarget(
       name: "SegWorkflowTests",
-      dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"]),
-    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegTrain", "SegTestSupport"]),
+      dependencies: ["SegCore", "SegIO", "SegCache", "SegModel", "SegPipeline", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport"],
+      exclude: ["Frozen"]),
+    .testTarget(name: "SegTrainTests", dependencies: ["SegCore", "SegModel", "SegTrain", "SegTestSupport"]),
     .testTarget(
       name: "UnetCLITests", dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegTrain", "SegTestSupport", "unet"]),
 

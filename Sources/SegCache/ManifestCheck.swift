@@ -38,7 +38,7 @@ extension ShardManifest {
   /// Checks what every reader relies on, before anything is allocated from the manifest's
   /// counts: sane names (no paths), non-negative counts and sizes that add up without
   /// overflow, member byte ranges inside their shard, shapes of the right rank whose samples
-  /// fit in the bytes given for them, source indices that exist, and the sample limit.
+  /// fit in the bytes given for them, non-negative indices, and the sample limit.
   func check(path: String, limits: ManifestLimits) throws(CacheError) {
     func bad(_ what: String) -> CacheError {
       CacheError(.badManifest, path: path, what, hint: "rebuild with `unet prepare`")
@@ -84,8 +84,8 @@ extension ShardManifest {
         if let l = m.labelShape, l.count != 2 || !l.allSatisfy({ $0 >= 1 }) {
           throw bad("\(where_).label_shape \(l) is not H × W")
         }
-        guard m.source >= 0, m.source < sources.count, m.sample >= 0, m.tile >= 0 else {
-          throw bad("\(where_) names source \(m.source) of \(sources.count)")
+        guard m.source >= 0, m.sample >= 0, m.tile >= 0 else {
+          throw bad("\(where_) has a negative source, sample or tile index")
         }
         let label = m.labelShape ?? [m.shape[1], m.shape[2]]
         try Self.checkRange(m.image, elements: m.shape, bytesEach: imageBytes, in: shard.bytes, bad("\(where_).image \(m.image)"))

@@ -24,6 +24,15 @@ public enum SampleCodec {
   public static let maskDTypes = ["uint8", "uint16", "uint32"]
   public static let weightDTypes = ["float32", "float16"]
 
+  /// Bytes per element of a dtype.
+  public static func bytes(_ dtype: String) -> Int {
+    switch dtype {
+    case "uint8": return 1
+    case "uint16", "float16": return 2
+    default: return 4
+    }
+  }
+
   /// The default scale of an integer image dtype (values in [0, 1] fill the type's range).
   public static func defaultScale(_ dtype: String) -> Double {
     switch dtype {

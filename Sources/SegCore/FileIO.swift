@@ -8,34 +8,34 @@
 import Synchronization
 
 /// A file-system error: the path, the operation and the system's reason.
-public struct FileIOError: UserFacingError, Equatable {
-  public enum Code: String, Sendable {
-    case notFound, permissionDenied, isDirectory, ioFailure
-    /// Larger than the caller's limit (refused before reading).
-    case tooLarge
-  }
-  public var code: Code
-  public var path: String?
-  public var message: String
-  public var hint: String? { nil }
+public typealias FileIOError = DomainError<FileIOErrorCode>
 
+/// The codes of ``FileIOError``.
+public enum FileIOErrorCode: String, ErrorCode {
+  case notFound, permissionDenied, isDirectory, ioFailure
+  /// Larger than the caller's limit (refused before reading).
+  case tooLarge
+}
+
+extension DomainError where Code == FileIOErrorCode {
   /// An error from errno `e` while doing `doing` ("open", "read", …) to `path`.
   public init(errno e: Int32, path: String, doing: String) {
+    let code: FileIOErrorCode
     switch e {
     case ENOENT: code = .notFound
     case EACCES, EPERM: code = .permissionDenied
     case EISDIR: code = .isDirectory
     default: code = .ioFailure
     }
-    self.path = path
-    self.message = "cannot \(doing): \(String(cString: strerror(e)))"
+    self.init(code, path: path, "cannot \(doing): \(String(cString: strerror(e)))")
   }
+}
 
-  public init(code: Code, path: String, message: String) {
-    self.code = code
-    self.path = path
-    self.message = message
-  }
+/// What stat(2) says about a file that the code base uses.
+public struct FileStatus: Sendable, Equatable {
+  public var bytes: Int
+  /// Modification time in nanoseconds since the epoch.
+  public var mtimeNanoseconds: Int64
 }
 
 /// Whole-file reads and crash-safe whole-file writes through POSIX calls, with errors that
@@ -50,11 +50,11 @@ public enum FileIO {
     var st = stat()
     if fstat(fd, &st) != 0 { throw FileIOError(errno: errno, path: path, doing: "stat") }
     if (st.st_mode & S_IFMT) == S_IFDIR {
-      throw FileIOError(code: .isDirectory, path: path, message: "is a directory, not a file")
+      throw FileIOError(.isDirectory, path: path, "is a directory, not a file")
     }
     let expected = Int(st.st_size)
     if expected > maxBytes {
-      throw FileIOError(code: .tooLarge, path: path, message: "is \(expected) bytes, above the limit of \(maxBytes)")
+      throw FileIOError(.tooLarge, path: path, "is \(expected) bytes, above the limit of \(maxBytes)")
     }
     var out = [UInt8]()
     out.reserveCapacity(max(expected, 0) + 1)
@@ -67,7 +67,7 @@ public enum FileIO {
       }
       if n == 0 { break }
       if n > maxBytes - out.count {
-        throw FileIOError(code: .tooLarge, path: path, message: "grew past the limit of \(maxBytes) bytes while being read")
+        throw FileIOError(.tooLarge, path: path, "grew past the limit of \(maxBytes) bytes while being read")
       }
       out.append(contentsOf: chunk[0..<n])
     }
@@ -94,6 +94,15 @@ public enum FileIO {
     if rename(tmp, path) != 0 { throw FileIOError(errno: errno, path: path, doing: "rename into place") }
     ok = true
     syncDirectory(of: path)
+  }
+
+  /// Appends `bytes` to the file at `path`, creating it when missing (for logs such as
+  /// metrics.jsonl: a crash mid-write leaves at most a partial last line).
+  public static func append(_ bytes: [UInt8], to path: String) throws(FileIOError) {
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    if fd < 0 { throw FileIOError(errno: errno, path: path, doing: "open for appending") }
+    defer { close(fd) }
+    try writeAll(fd, bytes, path: path)
   }
 
   /// Writes all of `bytes` to an open descriptor, retrying short writes.
@@ -133,6 +142,18 @@ public enum FileIO {
     guard let slash = path.lastIndex(of: "/") else { return "." }
     if slash == path.startIndex { return "/" }
     return String(path[..<slash])
+  }
+
+  /// The size and modification time of what `path` names (stat(2), following links).
+  public static func status(_ path: String) throws(FileIOError) -> FileStatus {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw FileIOError(errno: errno, path: path, doing: "stat") }
+    #if canImport(Darwin)
+      let mtime = st.st_mtimespec
+    #else
+      let mtime = st.st_mtim
+    #endif
+    return FileStatus(bytes: Int(st.st_size), mtimeNanoseconds: Int64(mtime.tv_sec) * 1_000_000_000 + Int64(mtime.tv_nsec))
   }
 
   /// Whether `path` names a directory.

@@ -103,15 +103,6 @@ public struct RandomStream: RandomNumberGenerator, Sendable, Equatable, Codable 
     return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
   }
 
-  /// A pair of independent standard normal draws (both halves of Box–Muller).
-  public mutating func gaussianPair() -> (Double, Double) {
-    let u1 = (Double(next() >> 11) + 0.5) * 0x1p-53
-    let u2 = nextDouble()
-    let r = (-2 * log(u1)).squareRoot()
-    let t = 2 * Double.pi * u2
-    return (r * cos(t), r * sin(t))
-  }
-
   /// Fisher–Yates shuffle driven by this stream.
   public mutating func shuffle<T>(_ a: inout [T]) {
     guard a.count > 1 else { return }

@@ -1,53 +1,26 @@
 import SegAugment
 import SegCache
 import SegCore
+import SegModel
 import SegTiling
 
-/// How a pipeline sample becomes training samples (the `tiles:` section). Without it, the
-/// whole sample is one training sample.
-public struct TileSettings: Sendable, Equatable {
-  public enum Mode: String, Sendable, CaseIterable {
-    /// Cover the whole sample with output tiles (overlap-tile).
-    case overlap
-    /// `count` random crops per sample.
-    case random
-  }
-
-  public var network: UNetGeometry
-  /// Network input size (pixels per side) and the label window it predicts.
-  public var input: Int
-  public var output: Int
-  public var mode: Mode
-  public var count: Int
-
-  public init(network: UNetGeometry, input: Int, output: Int, mode: Mode, count: Int) {
-    self.network = network
-    self.input = input
-    self.output = output
-    self.mode = mode
-    self.count = count
-  }
-
-  /// Context each side of the label window.
-  public var margin: Int { (input - output) / 2 }
-
-  public var json: JSONValue {
-    .object([
-      ("depth", .int(network.depth)), ("padding", .string(network.padding.rawValue)), ("input", .int(input)),
-      ("output", .int(output)), ("mode", .string(mode.rawValue)), ("count", .int(count)),
-    ])
-  }
-
+extension TileSettings {
+  /// The `tiles:` section of a pipeline file.
   static func parse(_ node: ConfigNode) throws(PipelineError) -> TileSettings {
     let m = try ConfigMapping(node, allowed: ["network", "input", "output", "context", "mode", "count"])
-    var geometry = UNetGeometry()
+    var geometry = NetworkGeometry()
     if let n = m["network"] {
-      let nm = try ConfigMapping(n, allowed: ["depth", "padding"])
+      let nm = try ConfigMapping(n, allowed: ["architecture", "depth", "padding"])
+      if let a = nm["architecture"] {
+        geometry.architecture = try a.choice(Architecture.self)
+        if nm["padding"] == nil { geometry.padding = .same }
+      }
       if let d = nm["depth"] {
         geometry.depth = try d.int()
         try d.check((1...8).contains(geometry.depth), "depth must be 1...8")
       }
-      if let p = nm["padding"] { geometry.padding = try p.choice(UNetPadding.self) }
+      if let p = nm["padding"] { geometry.padding = try p.choice(NetworkPadding.self) }
+      if let problem = geometry.problem { throw (nm["padding"] ?? n).error(.outOfRange, problem) }
     }
     let mode = try m["mode"]?.choice(Mode.self) ?? .random
     let count = try m["count"]?.int() ?? 1
@@ -61,7 +34,7 @@ public struct TileSettings: Sendable, Equatable {
       guard let o = geometry.outputSize(forInput: input) else {
         let near = geometry.nearestInput(forOutputAtLeast: max(1, geometry.outputSize(forInput: input) ?? input - 2 * geometry.contextMargin))
         throw i.error(
-          .outOfRange, "\(input) is not a legal input size for a depth-\(geometry.depth) \(geometry.padding.rawValue) U-Net",
+          .outOfRange, "\(input) is not a legal input size for \(geometry.summary)",
           hint: "try \(near.input) (output \(near.output))")
       }
       output = o
@@ -73,7 +46,7 @@ public struct TileSettings: Sendable, Equatable {
       } else {
         let near = geometry.nearestInput(forOutputAtLeast: output)
         throw o.error(
-          .outOfRange, "no input size gives exactly \(output) for a depth-\(geometry.depth) \(geometry.padding.rawValue) U-Net",
+          .outOfRange, "no input size gives exactly \(output) for \(geometry.summary)",
           hint: "use output \(near.output) (input \(near.input))")
       }
     case (.some(let i), .some):

@@ -1,5 +1,6 @@
 import SegAugment
 import SegCore
+import SegTiling
 import SegIO
 import SegWeights
 

@@ -3,11 +3,26 @@ import SegCore
 import SegWeights
 
 /// Builds stages from their entries in a pipeline file.
-enum StageFactory {
-  static let names = [
-    NormalizeStage.key, MirrorPadStage.key, AffineStage.key, ElasticStage.key, CropStage.key, GammaStage.key,
-    BrightnessContrastStage.key, NoiseStage.key, BlurStage.key, WeightMapStage.key,
+public enum StageFactory {
+  typealias Builder = @Sendable (ConfigNode, BorderMode) throws(PipelineError) -> any AugmentationStage
+
+  /// Every stage a pipeline file can name, with its parser: the one list (a new stage is
+  /// added here, and the invariant tests sweep it by its name).
+  static let registry: [(name: String, build: Builder)] = [
+    (NormalizeStage.key, { n, _ throws(PipelineError) in try normalize(n) }),
+    (MirrorPadStage.key, { n, _ throws(PipelineError) in try mirrorPad(n) }),
+    (AffineStage.key, { n, border throws(PipelineError) in try affine(n, defaultBorder: border) }),
+    (ElasticStage.key, { n, border throws(PipelineError) in try elastic(n, defaultBorder: border) }),
+    (CropStage.key, { n, _ throws(PipelineError) in try crop(n) }),
+    (GammaStage.key, { n, _ throws(PipelineError) in try gamma(n) }),
+    (BrightnessContrastStage.key, { n, _ throws(PipelineError) in try brightnessContrast(n) }),
+    (NoiseStage.key, { n, _ throws(PipelineError) in try noise(n) }),
+    (BlurStage.key, { n, _ throws(PipelineError) in try blur(n) }),
+    (WeightMapStage.key, { n, _ throws(PipelineError) in try weightMap(n) }),
   ]
+
+  /// The names of the stages a pipeline file can use, in the order the format lists them.
+  public static let names = registry.map(\.name)
 
   /// One list item of `stages:`: a mapping with exactly one key, the stage name.
   static func stage(_ item: ConfigNode, defaultBorder: BorderMode) throws(PipelineError) -> any AugmentationStage {
@@ -16,19 +31,10 @@ enum StageFactory {
         .wrongType, "each stage is a mapping with one key, the stage name (e.g. `- affine: {rotate: [-10, 10]}`)")
     }
     let entries = try item.mapping(allowed: names)
-    guard let node = entries[name] else { throw item.error(.unknownKey, "unknown stage \(name)") }
-    switch name {
-    case NormalizeStage.key: return try normalize(node)
-    case MirrorPadStage.key: return try mirrorPad(node)
-    case AffineStage.key: return try affine(node, defaultBorder: defaultBorder)
-    case ElasticStage.key: return try elastic(node, defaultBorder: defaultBorder)
-    case CropStage.key: return try crop(node)
-    case GammaStage.key: return try gamma(node)
-    case BrightnessContrastStage.key: return try brightnessContrast(node)
-    case NoiseStage.key: return try noise(node)
-    case BlurStage.key: return try blur(node)
-    default: return try weightMap(node)
+    guard let node = entries[name], let stage = registry.first(where: { $0.name == name }) else {
+      throw item.error(.unknownKey, "unknown stage \(name)")
     }
+    return try stage.build(node, defaultBorder)
   }
 
   static func probability(_ m: ConfigMapping) throws(PipelineError) -> Double {

@@ -1,4 +1,3 @@
-import SegAugment
 import SegCore
 
 /// One tile of an overlap-tile cover: the output window it predicts, and the input window

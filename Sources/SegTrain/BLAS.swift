@@ -4,11 +4,10 @@ import COpenBLAS
 ///
 /// This is the only file that imports `COpenBLAS`; nothing outside it sees a C type.
 ///
-/// SegTrain splits its work into disjoint output ranges itself (see ``Parallel``) and calls
+/// SegTrain splits its work into disjoint output ranges itself (SegCore's `Parallel`) and calls
 /// ``sgemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` from several threads at once, each
-/// call on its own range. OpenBLAS's own thread pool is therefore kept at one thread while
-/// SegTrain runs (``ComputeThreads/set(_:)`` does that); two levels of threads would
-/// oversubscribe the cores.
+/// call on its own range. OpenBLAS's own thread pool is therefore pinned to one thread before
+/// the first product; two levels of threads would oversubscribe the cores.
 public enum BLAS {
   /// Row-major single-precision matrix product C ← α·op(A)·op(B) + β·C.
   ///
@@ -29,6 +28,7 @@ public enum BLAS {
     precondition(ldb >= max(1, transB ? k : n), "sgemm: ldb \(ldb) too small")
     precondition(ldc >= max(1, n), "sgemm: ldc \(ldc) too small")
     precondition(m < Int(Int32.max) && n < Int(Int32.max) && k < Int(Int32.max), "sgemm: size overflows Int32")
+    _ = pinnedToOneThread
     if m == 0 || n == 0 { return }
     if k == 0 {
       // OpenBLAS handles this, but say what it means: C ← β·C.
@@ -43,13 +43,12 @@ public enum BLAS {
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
-  /// Sets the number of threads OpenBLAS's own pool uses for one call.
-  static func setLibraryThreads(_ n: Int) {
-    openblas_set_num_threads(Int32(max(1, n)))
-  }
-
-  /// The number of threads OpenBLAS's own pool uses for one call.
-  public static var libraryThreads: Int { Int(openblas_get_num_threads()) }
+  /// Pins OpenBLAS's own pool to one thread, once, before the first product (OpenBLAS starts
+  /// with one thread per core).
+  private static let pinnedToOneThread: Bool = {
+    openblas_set_num_threads(1)
+    return true
+  }()
 
   /// OpenBLAS's build configuration (version, kernel family, threading), for reports.
   public static var configuration: String {

@@ -1,34 +1,24 @@
 import Foundation
 import SegCore
+import SegModel
 
 /// Why a checkpoint could not be read.
-public struct CheckpointError: UserFacingError, Equatable {
-  public enum Code: String, Sendable, Equatable {
-    /// The file does not start with the checkpoint magic.
-    case notACheckpoint = "not_a_checkpoint"
-    /// A format version this build does not read.
-    case unsupportedVersion = "unsupported_version"
-    /// The file ends before the sizes in its header say it should.
-    case truncated
-    /// The SHA-256 stored at the end does not match the contents.
-    case corruptChecksum = "corrupt_checksum"
-    /// The header is not valid (bad JSON, inconsistent sizes).
-    case badHeader = "bad_header"
-    /// The checkpoint holds a different network than the one it is loaded into.
-    case wrongArchitecture = "wrong_architecture"
-  }
+public typealias CheckpointError = DomainError<CheckpointErrorCode>
 
-  public var code: Code
-  public var path: String?
-  public var message: String
-  public var hint: String?
-
-  init(_ code: Code, path: String?, _ message: String, hint: String? = nil) {
-    self.code = code
-    self.path = path
-    self.message = message
-    self.hint = hint
-  }
+/// The codes of ``CheckpointError``.
+public enum CheckpointErrorCode: String, ErrorCode {
+  /// The file does not start with the checkpoint magic.
+  case notACheckpoint = "not_a_checkpoint"
+  /// A format version this build does not read.
+  case unsupportedVersion = "unsupported_version"
+  /// The file ends before the sizes in its header say it should.
+  case truncated
+  /// The SHA-256 stored at the end does not match the contents.
+  case corruptChecksum = "corrupt_checksum"
+  /// The header is not valid (bad JSON, inconsistent sizes).
+  case badHeader = "bad_header"
+  /// The checkpoint holds a different network than the one it is loaded into.
+  case wrongArchitecture = "wrong_architecture"
 }
 
 /// A saved training state: the network (configuration, parameters, batch-norm state), the
@@ -37,7 +27,7 @@ public struct CheckpointError: UserFacingError, Equatable {
 /// File format (all integers and floats little-endian):
 ///
 ///     offset 0    8 bytes   magic "UNETCKPT"
-///     offset 8    UInt32    format version (1)
+///     offset 8    UInt32    format version (2; version 1 is still read)
 ///     offset 12   UInt32    header length L
 ///     offset 16   L bytes   JSON header (UTF-8, sorted keys; see `Header`)
 ///     then        4·P bytes parameters (float32), P = header.parameter_count
@@ -45,7 +35,9 @@ public struct CheckpointError: UserFacingError, Equatable {
 ///                 4·O bytes optimiser state, O = header.optimizer_state_count
 ///     last        32 bytes  SHA-256 of every byte before it
 ///
-/// The header records the network configuration, the training configuration (optimiser kind
+/// The header records the network configuration (format 2: any architecture, with an
+/// `architecture` key, and the prediction settings under `inference`; format 1: a U-Net
+/// configuration), the training configuration (optimiser kind
 /// and hyper-parameters, schedule, loss, clipping, seed), the schedule's running state, step,
 /// epoch, the random-number state, the counts above, the parameter views (names, offsets,
 /// shapes) and free-form caller metadata. Files are written atomically
@@ -55,7 +47,9 @@ public struct CheckpointError: UserFacingError, Equatable {
 /// (`RandomStream(seed:path:[2, step])` for dropout), so (seed, step) restores it exactly; the
 /// header also records the stream of the next step for inspection.
 public struct Checkpoint: Sendable {
-  public var model: UNet
+  public var model: Network
+  /// How prediction runs the network (U-Net++ heads); changeable after training.
+  public var inference: InferenceSettings
   public var training: TrainingConfiguration
   public var scheduler: LearningRateScheduler
   public var optimizerState: [Float]
@@ -65,11 +59,12 @@ public struct Checkpoint: Sendable {
   public var metadata: [String: String]
 
   public static let magic: [UInt8] = Array("UNETCKPT".utf8)
-  public static let formatVersion: UInt32 = 1
+  public static let formatVersion: UInt32 = 2
 
   /// The state of `trainer` now.
-  public init(_ trainer: Trainer, metadata: [String: String] = [:]) {
+  public init(_ trainer: Trainer, inference: InferenceSettings = InferenceSettings(), metadata: [String: String] = [:]) {
     model = trainer.model
+    self.inference = inference
     training = trainer.configuration
     scheduler = trainer.scheduler
     optimizerState = trainer.optimizer.state
@@ -88,9 +83,12 @@ public struct Checkpoint: Sendable {
     }
   }
 
-  struct Header: Codable {
+  /// The JSON header; format 2 stores a `NetworkConfiguration` and the prediction settings,
+  /// format 1 a `UNetConfiguration` and none.
+  struct Header<Configuration: Codable>: Codable {
     var format: String
-    var network: UNetConfiguration
+    var network: Configuration
+    var inference: InferenceSettings?
     var training: TrainingConfiguration
     var scheduler: LearningRateScheduler
     var step: Int
@@ -103,11 +101,19 @@ public struct Checkpoint: Sendable {
     var metadata: [String: String]
 
     enum CodingKeys: String, CodingKey {
-      case format, network, training, scheduler, step, epoch, random, metadata
+      case format, network, inference, training, scheduler, step, epoch, random, metadata
       case parameterCount = "parameter_count"
       case stateCount = "state_count"
       case optimizerStateCount = "optimizer_state_count"
       case parameterViews = "parameter_views"
+    }
+
+    /// The same header with its network described by `transform`.
+    func map<T: Codable>(_ transform: (Configuration) -> T) -> Header<T> {
+      Header<T>(
+        format: format, network: transform(network), inference: inference, training: training, scheduler: scheduler,
+        step: step, epoch: epoch, random: random, parameterCount: parameterCount, stateCount: stateCount,
+        optimizerStateCount: optimizerStateCount, parameterViews: parameterViews, metadata: metadata)
     }
   }
 
@@ -117,8 +123,8 @@ public struct Checkpoint: Sendable {
 
   /// The file's bytes.
   public func encoded() throws -> [UInt8] {
-    let header = Header(
-      format: Self.formatName, network: model.configuration, training: training, scheduler: scheduler,
+    let header = Header<NetworkConfiguration>(
+      format: Self.formatName, network: model.configuration, inference: inference, training: training, scheduler: scheduler,
       step: step, epoch: epoch,
       random: RandomState(seed: training.seed, nextDropoutStream: RandomStream(seed: training.seed, path: [Trainer.dropoutStream, UInt64(step)])),
       parameterCount: model.parameters.count, stateCount: model.state.count,
@@ -153,12 +159,12 @@ public struct Checkpoint: Sendable {
   ///   - expecting: when given, the network configuration the caller will load the weights
   ///     into; a checkpoint of another network throws `.wrongArchitecture`.
   /// - Throws: ``CheckpointError`` (or ``FileIOError`` when the file cannot be read).
-  public static func read(from path: String, expecting: UNetConfiguration? = nil) throws -> Checkpoint {
+  public static func read(from path: String, expecting: NetworkConfiguration? = nil) throws -> Checkpoint {
     try decode(try FileIO.read(path), path: path, expecting: expecting)
   }
 
   /// Decodes checkpoint bytes (`path` is used in error messages).
-  public static func decode(_ bytes: [UInt8], path: String? = nil, expecting: UNetConfiguration? = nil) throws(CheckpointError) -> Checkpoint {
+  public static func decode(_ bytes: [UInt8], path: String? = nil, expecting: NetworkConfiguration? = nil) throws(CheckpointError) -> Checkpoint {
     let rebuild = "the file is damaged; use another checkpoint of the run or train again"
     guard bytes.count >= 8, Array(bytes[0..<8]) == magic else {
       throw CheckpointError(.notACheckpoint, path: path, "not a swift-unet checkpoint (no UNETCKPT magic)", hint: "pass a .ckpt file written by unet train")
@@ -167,8 +173,8 @@ public struct Checkpoint: Sendable {
       throw CheckpointError(.truncated, path: path, "truncated: \(bytes.count) bytes, the fixed header alone is 16", hint: rebuild)
     }
     let version = readLE32(bytes, 8)
-    guard version == formatVersion else {
-      throw CheckpointError(.unsupportedVersion, path: path, "checkpoint format version \(version); this build reads version \(formatVersion)", hint: "use the unet release that wrote it")
+    guard version == 1 || version == formatVersion else {
+      throw CheckpointError(.unsupportedVersion, path: path, "checkpoint format version \(version); this build reads versions 1 and \(formatVersion)", hint: "use the unet release that wrote it")
     }
     let headerLength = Int(readLE32(bytes, 12))
     guard bytes.count >= 16 + headerLength + 32 else {
@@ -178,9 +184,12 @@ public struct Checkpoint: Sendable {
       let body = bytes[0..<(bytes.count - 32)]
       return SHA256.hash(body) == Array(bytes[(bytes.count - 32)...])
     }
-    let header: Header
+    let header: Header<NetworkConfiguration>
     do {
-      header = try JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)]))
+      let json = Data(bytes[16..<(16 + headerLength)])
+      header = version == 1
+        ? try JSONDecoder().decode(Header<UNetConfiguration>.self, from: json).map { .unet($0) }
+        : try JSONDecoder().decode(Header<NetworkConfiguration>.self, from: json)
     } catch {
       if !checksumMatches() {
         throw CheckpointError(.corruptChecksum, path: path, "SHA-256 mismatch: the contents were changed or damaged", hint: rebuild)
@@ -209,22 +218,26 @@ public struct Checkpoint: Sendable {
     if let expecting, expecting != header.network {
       throw CheckpointError(
         .wrongArchitecture, path: path,
-        "holds a different network: \(describe(header.network)), expected \(describe(expecting))",
+        "holds a different network: \(header.network.summary), expected \(expecting.summary)",
         hint: "load it with the network options it was trained with, or start a new run")
     }
-    let problems = header.network.problems + header.training.problems
+    var problems = header.network.problems + header.training.problems
+    if let p = header.network.geometry.problem { problems.append(p) }
+    let inference = header.inference ?? InferenceSettings()
+    if let p = inference.problem(for: header.network) { problems.append(p) }
     if let first = problems.first {
       throw CheckpointError(.badHeader, path: path, "invalid configuration in header: \(first)", hint: rebuild)
     }
-    // The network is built (and its parameters allocated) only when the parameters stored
-    // could hold it: a header naming a huge network in a small file is refused first.
-    guard let least = minimumParameterCount(header.network), least <= header.parameterCount else {
+    // The network's buffers are allocated only when the counts stored match its layout: a
+    // header naming a huge network in a small file is refused before anything of its size is.
+    let layout = Network.build(header.network, training: true)
+    guard layout.parameterCount == header.parameterCount, layout.stateCount == header.stateCount else {
       throw CheckpointError(
         .wrongArchitecture, path: path,
-        "its network (\(describe(header.network))) needs more parameters than the \(header.parameterCount) stored",
+        "sizes do not match its network: \(header.parameterCount) parameters stored, the network has \(layout.parameterCount)",
         hint: "the checkpoint was written by an incompatible build")
     }
-    var model = UNet(structureOf: header.network)
+    var model = Network(structureOf: header.network)
     guard model.parameters.count == header.parameterCount, model.state.count == header.stateCount,
       header.optimizerStateCount == header.parameterCount * header.training.optimizer.stateMultiplier
     else {
@@ -237,16 +250,22 @@ public struct Checkpoint: Sendable {
     model.parameters = readFloatsLE(bytes, &offset, header.parameterCount)
     model.state = readFloatsLE(bytes, &offset, header.stateCount)
     let optimizerState = readFloatsLE(bytes, &offset, header.optimizerStateCount)
+    guard header.parameterViews == model.parameterViews else {
+      throw CheckpointError(
+        .wrongArchitecture, path: path, "its parameter layout differs from the one this build makes for \(header.network.summary)",
+        hint: "the checkpoint was written by an incompatible build")
+    }
     return Checkpoint(
-      model: model, training: header.training, scheduler: header.scheduler, optimizerState: optimizerState,
-      step: header.step, epoch: header.epoch, metadata: header.metadata)
+      model: model, inference: inference, training: header.training, scheduler: header.scheduler,
+      optimizerState: optimizerState, step: header.step, epoch: header.epoch, metadata: header.metadata)
   }
 
   init(
-    model: UNet, training: TrainingConfiguration, scheduler: LearningRateScheduler, optimizerState: [Float],
-    step: Int, epoch: Int, metadata: [String: String]
+    model: Network, inference: InferenceSettings, training: TrainingConfiguration, scheduler: LearningRateScheduler,
+    optimizerState: [Float], step: Int, epoch: Int, metadata: [String: String]
   ) {
     self.model = model
+    self.inference = inference
     self.training = training
     self.scheduler = scheduler
     self.optimizerState = optimizerState
@@ -255,24 +274,6 @@ public struct Checkpoint: Sendable {
     self.metadata = metadata
   }
 
-  static func describe(_ c: UNetConfiguration) -> String {
-    "depth \(c.depth), base width \(c.baseWidth), \(c.padding.rawValue) padding, \(c.upMode.rawValue) up-sampling, batch norm \(c.batchNorm ? "on" : "off"), \(c.inputChannels) input channel(s), \(c.classes) classes"
-  }
-}
-
-/// A lower bound on the parameters of a U-Net of this configuration (nil when it overflows):
-/// the first 3 × 3 convolution, the 3 × 3 convolution from and to the bottom width, and the
-/// 1 × 1 head, which every variant has (weights only). The real count is within a small factor of it, so checking it against the
-/// stored count bounds what building the network allocates by the file's size.
-private func minimumParameterCount(_ c: UNetConfiguration) -> Int? {
-  let (bottom, o1) = c.baseWidth.multipliedReportingOverflow(by: 1 << max(0, min(c.depth, 12)))
-  let (bottomConvs, o2) = bottom.multipliedReportingOverflow(by: bottom)
-  let (first, o3) = c.inputChannels.multipliedReportingOverflow(by: c.baseWidth)
-  let (head, o4) = c.classes.multipliedReportingOverflow(by: c.baseWidth)
-  let (convs, o5) = bottomConvs.addingReportingOverflow(first)
-  let (nine, o6) = convs.multipliedReportingOverflow(by: 9)
-  let (total, o7) = nine.addingReportingOverflow(head)
-  return o1 || o2 || o3 || o4 || o5 || o6 || o7 ? nil : total
 }
 
 // MARK: - Little-endian helpers

@@ -1,10 +1,5 @@
+import SegCore
 import Synchronization
-
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
 
 /// An opt-in breakdown of where a training step spends its time, by phase and layer shape.
 ///
@@ -35,9 +30,7 @@ public enum StepProfile {
   @inline(__always)
   static func begin() -> Double {
     guard isEnabled else { return 0 }
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) * 1e-6
+    return MonotonicClock.milliseconds()
   }
 
   /// Adds the time since `start` (from ``begin()``) under the key `key()`.

@@ -79,11 +79,6 @@ public struct Tensor: Sendable, Equatable {
     }
   }
 
-  /// The same elements under another shape with the same element count.
-  public func reshaped(_ newShape: TensorShape) -> Tensor {
-    Tensor(shape: newShape, data: data)
-  }
-
   /// A tensor of standard normal draws times `scale`, from `rng` (for tests and init).
   public static func gaussian(_ shape: TensorShape, scale: Float = 1, rng: inout RandomStream) -> Tensor {
     var t = Tensor(shape: shape)
@@ -96,4 +91,34 @@ public struct Tensor: Sendable, Equatable {
 @inline(__always)
 func checkTensor(_ t: Tensor, _ what: @autoclosure () -> String) {
   precondition(t.isConsistent, "\(what()): tensor of shape \(t.shape) holds \(t.data.count) elements")
+}
+
+extension Tensor {
+  /// A new tensor of `shape` that `kernel` writes from this tensor's elements (the tensor face of
+  /// a layer's raw one-input kernel).
+  func mapped(to shape: TensorShape, _ what: @autoclosure () -> String, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+    checkTensor(self, what())
+    var out = Tensor(shape: shape)
+    data.withUnsafeBufferPointer { xp in
+      out.data.withUnsafeMutableBufferPointer { yp in kernel(base(xp), base(yp)) }
+    }
+    return out
+  }
+
+  /// A new tensor of `shape` that `kernel` writes from `a` and `b` (a raw backward kernel: the
+  /// forward input or output, and dY).
+  static func combined(
+    _ a: Tensor, _ b: Tensor, to shape: TensorShape, _ what: @autoclosure () -> String,
+    _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+  ) -> Tensor {
+    checkTensor(a, what())
+    checkTensor(b, what())
+    var out = Tensor(shape: shape)
+    a.data.withUnsafeBufferPointer { ap in
+      b.data.withUnsafeBufferPointer { bp in
+        out.data.withUnsafeMutableBufferPointer { op in kernel(base(ap), base(bp), base(op)) }
+      }
+    }
+    return out
+  }
 }

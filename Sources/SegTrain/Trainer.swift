@@ -31,7 +31,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
   /// What is wrong with these values (empty when usable).
   public var problems: [String] {
-    var out = optimizer.problems + schedule.problems
+    var out = optimizer.problems + schedule.problems + loss.problems
     if let m = maxGradientNorm, !(m > 0) { out.append("max_gradient_norm must be > 0, not \(m)") }
     return out
   }
@@ -49,19 +49,19 @@ public struct StepResult: Sendable, Equatable {
   public var step: Int
 }
 
-/// Trains a ``UNet``: owns the network, its gradient buffer, the optimiser, the schedule and
+/// Trains a ``Network``: owns the network, its gradient buffer, the optimiser, the schedule and
 /// the buffers of a step.
 ///
-/// A step is: zero the gradients, forward, loss, backward, (clip), update: the
-/// `train_step_*` benchmark's definition. Inputs are N × C_in × H × W tiles (NCHW); targets and
-/// weights are N × Ho × Wo (NHW) at the network's output size
-/// (``UNetConfiguration/outputSize(forInput:)``).
+/// A step is: zero the gradients, forward, loss (every head, see ``LossConfiguration``), backward,
+/// (clip), update: the `train_step_*` benchmark's definition. Inputs are N × C_in × H × W tiles
+/// (NCHW); targets and weights are N × Ho × Wo (NHW) at the network's output size
+/// (``NetworkGeometry/outputSize(forInput:)``).
 ///
 /// Not thread-safe: one trainer is driven by one thread (it uses ``ComputeThreads`` workers
 /// inside each step).
 public final class Trainer {
   /// The network being trained.
-  public private(set) var model: UNet
+  public private(set) var model: Network
   /// dL/dθ of the last ``computeGradients(input:targets:weights:)`` or step, flat, at the
   /// parameters' offsets.
   public private(set) var gradients: [Float]
@@ -73,21 +73,23 @@ public final class Trainer {
   /// The epoch counter (kept for checkpoints; the caller advances it).
   public var epoch: Int = 0
 
-  private var workspace: UNetWorkspace?
-  private var predictionWorkspace: UNetWorkspace?
+  let objective: Objective
+  private var workspace: NetworkWorkspace?
+  private var evaluationWorkspace: NetworkWorkspace?
   private var gradientsAreZero = true
 
   /// Stream path for dropout masks: `RandomStream(seed:path:[2, step])`.
   static let dropoutStream: UInt64 = 2
 
   /// A trainer for `model` (which it copies) with `configuration`.
-  public init(model: UNet, configuration: TrainingConfiguration) {
+  public init(model: Network, configuration: TrainingConfiguration) {
     precondition(configuration.problems.isEmpty, "Trainer: \(configuration.problems.joined(separator: "; "))")
     self.model = model
     self.configuration = configuration
     gradients = [Float](repeating: 0, count: model.parameterCount)
     optimizer = Optimizer(configuration.optimizer, parameterCount: model.parameterCount)
     scheduler = LearningRateScheduler(configuration.schedule)
+    objective = Self.objective(model, configuration)
   }
 
   /// A trainer restored from a checkpoint: same network, optimiser state, schedule state,
@@ -99,6 +101,15 @@ public final class Trainer {
     optimizer = Optimizer(checkpoint.training.optimizer, state: checkpoint.optimizerState, steps: checkpoint.step)
     scheduler = checkpoint.scheduler
     epoch = checkpoint.epoch
+    objective = Self.objective(model, configuration)
+  }
+
+  private static func objective(_ model: Network, _ c: TrainingConfiguration) -> Objective {
+    let heads = model.headCount
+    if case .weights(let w)? = c.loss.headWeights {
+      precondition(w.count == heads, "Trainer: \(w.count) head weights for a network of \(heads) heads")
+    }
+    return Objective(c.loss, heads: heads, headKind: model.trainingGraph.headKind, architecture: model.configuration.architecture)
   }
 
   /// The learning rate of the next update.
@@ -107,15 +118,18 @@ public final class Trainer {
   /// Reports a monitored value (e.g. validation loss) to the schedule (`plateau` uses it).
   public func observe(_ value: Double) { scheduler.observe(value) }
 
-  private func workspace(for shape: TensorShape) -> UNetWorkspace {
+  /// Reports training time to the schedule (a cosine with a time budget anneals by it).
+  public func advanceClock(seconds: Double) { scheduler.advance(seconds: seconds) }
+
+  private func workspace(for shape: TensorShape) -> NetworkWorkspace {
     if let ws = workspace, ws.inputShape == shape { return ws }
     workspace = nil  // release the old buffers before allocating new ones
-    let ws = UNetWorkspace(model: model, inputShape: shape)
+    let ws = model.trainingWorkspace(inputShape: shape)
     workspace = ws
     return ws
   }
 
-  private func checkBatch(_ input: Tensor, _ targets: [Int32], _ weights: [Float]?) -> TensorShape {
+  private func checkBatch(_ input: Tensor, _ targets: [Int32], _ weights: [Float]?) {
     checkTensor(input, "Trainer")
     let cfg = model.configuration
     guard let oh = cfg.outputSize(forInput: input.shape.h), let ow = cfg.outputSize(forInput: input.shape.w) else {
@@ -124,7 +138,8 @@ public final class Trainer {
     let n = input.shape.n * oh * ow
     precondition(targets.count == n, "Trainer: \(targets.count) targets for an output of \(input.shape.n)×\(oh)×\(ow)")
     precondition(weights == nil || weights?.count == n, "Trainer: \(weights?.count ?? 0) weights for an output of \(input.shape.n)×\(oh)×\(ow)")
-    return TensorShape(n: input.shape.n, c: cfg.classes, h: oh, w: ow)
+    let classes = Int32(cfg.labelClasses)
+    precondition(!targets.contains { $0 < 0 || $0 >= classes }, "Trainer: a target class outside 0..<\(classes)")
   }
 
   /// Zero-grad, forward (training mode), loss and backward: leaves dL/dθ in ``gradients``
@@ -132,13 +147,13 @@ public final class Trainer {
   ///
   /// - Parameters:
   ///   - input: N × C_in × H × W.
-  ///   - targets: N·Ho·Wo class ids in 0 ..< K (NHW order).
+  ///   - targets: N·Ho·Wo class ids in 0 ..< label classes (NHW order).
   ///   - weights: N·Ho·Wo per-pixel loss weights (nil: all 1).
   @discardableResult
   public func computeGradients(input: Tensor, targets: [Int32], weights: [Float]? = nil) -> LossValue {
-    _ = checkBatch(input, targets, weights)
+    checkBatch(input, targets, weights)
     let ws = workspace(for: input.shape)
-    let g = ws.gradients()
+    _ = ws.gradients()
     if !gradientsAreZero {
       let t0 = StepProfile.begin()
       gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
@@ -146,7 +161,7 @@ public final class Trainer {
     }
     gradientsAreZero = false
     let dropoutRNG = RandomStream(seed: configuration.seed, path: [Self.dropoutStream, UInt64(stepCount)])
-    let lossConfiguration = configuration.loss
+    let objective = self.objective
     var value = LossValue(total: 0)
     // The layers and parameters are only read; the batch-norm state is written, so it is
     // moved out of the model for the pass (no copy-on-write) and moved back after.
@@ -158,22 +173,22 @@ public final class Trainer {
       state.withUnsafeMutableBufferPointer { sp in
         input.data.withUnsafeBufferPointer { xp in
           var t0 = StepProfile.begin()
-          m.forward(input: base(xp), parameters: base(pp), state: sp.baseAddress, workspace: ws, training: true, dropoutMask: dropoutRNG)
+          m.trainingGraph.forward(input: base(xp), parameters: base(pp), state: sp.baseAddress, workspace: ws, training: true, dropout: dropoutRNG)
           StepProfile.end(t0, "step 1 forward")
           t0 = StepProfile.begin()
           value = targets.withUnsafeBufferPointer { tp in
             guard let tb = tp.baseAddress else { preconditionFailure("Trainer: no targets") }
-            if let weights {
-              return weights.withUnsafeBufferPointer { wp in
-                SegmentationLoss.evaluate(logits: ws.logits.pointer, shape: ws.plan.logits, targets: tb, weights: wp.baseAddress, configuration: lossConfiguration, probabilities: ws.probabilities.pointer, gradient: g.logits.pointer)
-              }
+            guard let weights else {
+              return objective.evaluate(workspace: ws, input: base(xp), targets: tb, weights: nil, gradients: true)
             }
-            return SegmentationLoss.evaluate(logits: ws.logits.pointer, shape: ws.plan.logits, targets: tb, weights: nil, configuration: lossConfiguration, probabilities: ws.probabilities.pointer, gradient: g.logits.pointer)
+            return weights.withUnsafeBufferPointer { wp in
+              objective.evaluate(workspace: ws, input: base(xp), targets: tb, weights: wp.baseAddress, gradients: true)
+            }
           }
           StepProfile.end(t0, "step 2 loss")
           t0 = StepProfile.begin()
           gradients.withUnsafeMutableBufferPointer { gp in
-            m.backward(input: base(xp), parameters: base(pp), gradients: base(gp), workspace: ws, training: true)
+            m.trainingGraph.backward(input: base(xp), parameters: base(pp), gradients: base(gp), workspace: ws)
           }
           StepProfile.end(t0, "step 3 backward")
         }
@@ -198,31 +213,42 @@ public final class Trainer {
     return StepResult(loss: loss, learningRate: lr, gradientNorm: norm, step: stepCount)
   }
 
-  /// Softmax probabilities N × K × Ho × Wo in evaluation mode (no dropout, running batch-norm
-  /// statistics).
-  public func predict(_ input: Tensor) -> Tensor {
-    model.predict(input, workspace: evaluationWorkspace(for: input.shape))
-  }
+  /// Class probabilities N × label classes × Ho × Wo in evaluation mode (no dropout, running
+  /// batch-norm statistics), combined from the heads as ``Network/predict(_:settings:workspace:)``.
+  public func predict(_ input: Tensor) -> Tensor { evaluate(input: input).probabilities }
 
-  /// The buffers for evaluation: the training buffers when the shape matches, else a second
-  /// set kept for the next call (validation tiles often differ from training tiles).
-  private func evaluationWorkspace(for shape: TensorShape) -> UNetWorkspace {
-    if let ws = workspace, ws.inputShape == shape { return ws }
-    if let ws = predictionWorkspace, ws.inputShape == shape { return ws }
-    predictionWorkspace = nil
-    let ws = UNetWorkspace(model: model, inputShape: shape)
-    predictionWorkspace = ws
+  /// The buffers for evaluation, kept for the next call of the same shape.
+  private func evaluationBuffers(for shape: TensorShape) -> NetworkWorkspace {
+    if let ws = evaluationWorkspace, ws.inputShape == shape { return ws }
+    evaluationWorkspace = nil
+    let ws = model.evaluationWorkspace(inputShape: shape)
+    evaluationWorkspace = ws
     return ws
   }
 
   /// The loss and probabilities of a batch in evaluation mode, without any update (for
-  /// validation).
-  public func evaluate(input: Tensor, targets: [Int32], weights: [Float]? = nil) -> (loss: LossValue, probabilities: Tensor) {
-    let shape = checkBatch(input, targets, weights)
-    let z = model.logits(input, workspace: evaluationWorkspace(for: input.shape))
-    precondition(z.shape == shape, "Trainer: output shape \(z.shape) differs from \(shape)")
-    let (value, _, probabilities) = SegmentationLoss.evaluate(logits: z, targets: targets, weights: weights, configuration: configuration.loss)
-    return (value, probabilities)
+  /// validation). Without targets the loss is 0.
+  public func evaluate(input: Tensor, targets: [Int32]? = nil, weights: [Float]? = nil) -> (loss: LossValue, probabilities: Tensor) {
+    if let targets { checkBatch(input, targets, weights) }
+    let ws = evaluationBuffers(for: input.shape)
+    model.forwardEvaluation(input, workspace: ws)
+    var value = LossValue(total: 0)
+    let heads: [Tensor] = input.data.withUnsafeBufferPointer { xp in
+      if let targets {
+        value = targets.withUnsafeBufferPointer { tp in
+          guard let tb = tp.baseAddress else { preconditionFailure("Trainer: no targets") }
+          guard let weights else { return objective.evaluate(workspace: ws, input: base(xp), targets: tb, weights: nil, gradients: false) }
+          return weights.withUnsafeBufferPointer { wp in
+            objective.evaluate(workspace: ws, input: base(xp), targets: tb, weights: wp.baseAddress, gradients: false)
+          }
+        }
+      }
+      return ws.heads.map { h in
+        let s = ws.shape(h)
+        return Tensor(shape: s, data: Array(UnsafeBufferPointer(start: ws.activation(h, input: base(xp)), count: s.count)))
+      }
+    }
+    return (value, Network.combine(heads, kind: model.trainingGraph.headKind))
   }
 
   /// Replaces the network's parameters and state (e.g. to compare with another
@@ -235,9 +261,4 @@ public final class Trainer {
       model.state = state
     }
   }
-
-  /// Bytes held by the step's buffers (activations, gradients of activations, scratch) and
-  /// the evaluation buffers.
-  public var workspaceBytes: Int { (workspace?.bytes ?? 0) + (predictionWorkspace?.bytes ?? 0) }
 }
-

@@ -75,10 +75,10 @@ public struct BorderTerm: Sendable {
     let twoSigma2 = 2 * sigma * sigma
     let w0 = self.w0
     out.withUnsafeMutableBufferPointer { dst in
-      let output = DisjointWrites(dst)
+      let output = SharedBuffer(dst)
       // Rows are independent: chunk `c` writes only its rows of `output`.
-      parallelFor(chunks: max(1, min(height, threads * 4)), threads: threads) { c in
-        for y in chunkRange(c, of: max(1, min(height, threads * 4)), count: height) {
+      Parallel.forEach(tasks: max(1, min(height, threads * 4)), workers: threads) { _, c in
+        for y in Parallel.range(c, of: max(1, min(height, threads * 4)), count: height) {
           for x in 0..<width {
             let i = y * width + x
             if onBackgroundOnly && ids[i] != 0 { continue }
@@ -107,12 +107,12 @@ public struct BorderTerm: Sendable {
     // Step 1: per column, the two nearest distinct cells by vertical distance.
     var columns = [ColumnPair](repeating: ColumnPair(), count: n)
     columns.withUnsafeMutableBufferPointer { dst in
-      let col = DisjointWrites(dst)
+      let col = SharedBuffer(dst)
       let chunks = max(1, min(width, threads * 4))
-      // Chunk `c` owns columns chunkRange(c): it writes only those columns of `col`.
-      parallelFor(chunks: chunks, threads: threads) { c in
+      // Task `c` owns columns Parallel.range(c, of: chunks, count: width): it writes only those columns of `col`.
+      Parallel.forEach(tasks: chunks, workers: threads) { _, c in
         ids.withUnsafeBufferPointer { src in
-          for x in chunkRange(c, of: chunks, count: width) {
+          for x in Parallel.range(c, of: chunks, count: width) {
             columnPass(src, col, x: x, width: width, height: height)
           }
         }
@@ -122,14 +122,14 @@ public struct BorderTerm: Sendable {
     let pairs = columns
     var result = [NearestTwo](repeating: NearestTwo(), count: n)
     result.withUnsafeMutableBufferPointer { dst in
-      let out = DisjointWrites(dst)
+      let out = SharedBuffer(dst)
       let chunks = max(1, min(height, threads * 4))
-      // Chunk `c` owns rows chunkRange(c): it writes only those rows of `out`.
-      parallelFor(chunks: chunks, threads: threads) { c in
+      // Task `c` owns rows Parallel.range(c, of: chunks, count: height): it writes only those rows of `out`.
+      Parallel.forEach(tasks: chunks, workers: threads) { _, c in
         let scratch = EnvelopeScratch()
         pairs.withUnsafeBufferPointer { cols in
           ids.withUnsafeBufferPointer { labels in
-            for y in chunkRange(c, of: chunks, count: height) {
+            for y in Parallel.range(c, of: chunks, count: height) {
               rowPass(
                 cols, out, labels: backgroundOnly ? labels : nil, scratch: scratch, y: y, width: width,
                 reach: reach, reach2: reach2)
@@ -144,7 +144,7 @@ public struct BorderTerm: Sendable {
   /// Fills column `x` of `col` with the two nearest distinct cells above-or-at and
   /// below-or-at each pixel, merged.
   private static func columnPass(
-    _ ids: UnsafeBufferPointer<UInt32>, _ col: DisjointWrites<ColumnPair>, x: Int, width: Int, height: Int
+    _ ids: UnsafeBufferPointer<UInt32>, _ col: SharedBuffer<ColumnPair>, x: Int, width: Int, height: Int
   ) {
     // Downward: a = last cell pixel seen (its id and row), b = last pixel of a cell ≠ a.
     var aID: UInt32 = 0
@@ -195,7 +195,7 @@ public struct BorderTerm: Sendable {
 
   /// Fills row `y` of `out` from the per-column pairs (see the type's documentation).
   private static func rowPass(
-    _ cols: UnsafeBufferPointer<ColumnPair>, _ out: DisjointWrites<NearestTwo>, labels: UnsafeBufferPointer<UInt32>?,
+    _ cols: UnsafeBufferPointer<ColumnPair>, _ out: SharedBuffer<NearestTwo>, labels: UnsafeBufferPointer<UInt32>?,
     scratch: EnvelopeScratch, y: Int, width: Int, reach: Int, reach2: Int
   ) {
     let row = y * width
@@ -266,7 +266,7 @@ let shortRun = 8
 /// stops once k² reaches the best d2 so far, or d1 + k exceeds the cut-off.
 @inline(__always)
 private func scanSecond(
-  _ cols: UnsafeBufferPointer<ColumnPair>, _ out: DisjointWrites<NearestTwo>, row: Int, x: Int, width: Int,
+  _ cols: UnsafeBufferPointer<ColumnPair>, _ out: SharedBuffer<NearestTwo>, row: Int, x: Int, width: Int,
   label: UInt32, reach: Int, reach2: Int
 ) {
   var r = out[row + x]

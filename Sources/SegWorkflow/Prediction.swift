@@ -2,13 +2,17 @@ import Foundation
 import SegAugment
 import SegCore
 import SegIO
+import SegModel
 import SegTiling
 import SegTrain
 
-/// `unet predict`: overlap-tile inference of whole images of any size with a checkpoint.
+/// `unet predict`: overlap-tile inference of whole images of any size with a checkpoint, for
+/// every architecture (U-Net++: the mean of the heads or a pruned head; UNet 3+: the gated P_0).
 public struct Predictor {
   public let checkpoint: Checkpoint
-  public let model: UNet
+  public let model: Network
+  /// How the network's heads make the prediction (the checkpoint's, unless overridden).
+  public let settings: InferenceSettings
   let normalize: [NormalizeStage]
   /// Output tile size (pixels per side) and context margin per side.
   public let tileOutput: Int
@@ -16,16 +20,25 @@ public struct Predictor {
 
   /// Loads a checkpoint and chooses the tile: the network's input is the largest legal size
   /// whose output is at most `tile` (default 512) pixels.
-  public init(checkpointPath: String, tile: Int? = nil, context: Int? = nil) throws {
+  ///
+  /// - Parameters:
+  ///   - context: the context per side for a same-padding network (default: its geometry's
+  ///     ``NetworkGeometry/defaultPredictionContext``).
+  ///   - settings: overrides the checkpoint's prediction settings.
+  public init(checkpointPath: String, tile: Int? = nil, context: Int? = nil, settings: InferenceSettings? = nil) throws {
     checkpoint = try Checkpoint.read(from: checkpointPath)
     model = checkpoint.model
+    let chosen = settings ?? checkpoint.inference
+    if let problem = chosen.problem(for: model.configuration) {
+      throw WorkflowError(.badSettings, path: checkpointPath, "cannot predict with these settings: \(problem)")
+    }
+    self.settings = chosen
     normalize = Predictor.normalizeStages(checkpoint.metadata)
-    let cfg = model.configuration
+    let geometry = model.configuration.geometry
     let target = max(1, tile ?? 512)
-    switch cfg.padding {
+    switch geometry.padding {
     case .valid:
       // The largest output ≤ target (the smallest legal one if none is).
-      let geometry = UNetGeometry(depth: cfg.depth, padding: .valid)
       var best = geometry.nearestInput(forOutputAtLeast: 1)
       var candidate = best
       while candidate.output <= target {
@@ -36,8 +49,8 @@ public struct Predictor {
       margin = (best.input - best.output) / 2
     case .same:
       // A same-padding network sees zeros at its input border: give it context of its own.
-      let unit = 1 << cfg.depth
-      let m = context ?? unit
+      let unit = geometry.sizeMultiple
+      let m = context ?? geometry.defaultPredictionContext
       let input = max(unit, ((target + 2 * m) / unit) * unit)
       margin = m
       tileOutput = max(1, input - 2 * m)
@@ -95,12 +108,14 @@ public struct Predictor {
   public func probabilities(_ image: Image) -> Image {
     let plan = OverlapTilePlan(imageWidth: image.width, imageHeight: image.height, tileOutput: tileOutput, margin: margin)
     let size = tileOutput + 2 * margin
-    let workspace = UNetWorkspace(model: model, inputShape: TensorShape(n: 1, c: image.channels, h: size, w: size))
-    let k = model.configuration.classes
+    let workspace = model.predictionWorkspace(inputShape: TensorShape(n: 1, c: image.channels, h: size, w: size), settings: settings)
+    let k = model.configuration.labelClasses
     var outputs: [Image] = []
     for tile in plan.tiles {
       let input = plan.input(tile, of: image)
-      let p = model.predict(Tensor(shape: TensorShape(n: 1, c: input.channels, h: size, w: size), data: input.floatSamples()), workspace: workspace)
+      let p = model.predict(
+        Tensor(shape: TensorShape(n: 1, c: input.channels, h: size, w: size), data: input.floatSamples()), settings: settings,
+        workspace: workspace)
       // A valid network returns exactly the output window; a same network returns the whole
       // input window: keep its centre.
       let full = Image(width: p.shape.w, height: p.shape.h, channels: k, pixels: p.data)
@@ -139,17 +154,17 @@ public struct Predictor {
     var written: [String] = []
     for path in images {
       let image = try load(path)
-      let start = Date()
+      let start = MonotonicClock.seconds()
       let p = probabilities(image)
       let labels = Predictor.labels(p)
       let stem = ImageFiles.stem(path)
       let labelPath = outputDirectory + "/" + stem + ".png"
       let probPath = outputDirectory + "/" + stem + ".prob.tif"
-      let label = Predictor.labelImage(labels, width: image.width, height: image.height, classes: model.configuration.classes)
+      let label = Predictor.labelImage(labels, width: image.width, height: image.height, classes: model.configuration.labelClasses)
       try FileIO.writeAtomically(try PNGCodec.encode(label), to: labelPath)
       try FileIO.writeAtomically(
         try TIFFCodec.encode([p], options: .init(compression: .deflate, predictor: true, separatePlanes: true, rgb: false)), to: probPath)
-      log(String(format: "%@: %d × %d → %@ and %@ (%.2f s)", path, image.width, image.height, labelPath, probPath, Date().timeIntervalSince(start)))
+      log(String(format: "%@: %d × %d → %@ and %@ (%.2f s)", path, image.width, image.height, labelPath, probPath, MonotonicClock.seconds() - start))
       written.append(labelPath)
     }
     return written

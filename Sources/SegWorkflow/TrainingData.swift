@@ -122,20 +122,9 @@ public struct TrainingData: Sendable {
 }
 
 /// Problems of a training, prediction or evaluation run.
-public struct WorkflowError: UserFacingError, Equatable {
-  public enum Code: String, Sendable {
-    case badShards, badSettings, incompatible, badInput, ioFailure
-  }
+public typealias WorkflowError = DomainError<WorkflowErrorCode>
 
-  public var code: Code
-  public var path: String?
-  public var message: String
-  public var hint: String?
-
-  public init(_ code: Code, path: String? = nil, _ message: String, hint: String? = nil) {
-    self.code = code
-    self.path = path
-    self.message = message
-    self.hint = hint
-  }
+/// The codes of ``WorkflowError``.
+public enum WorkflowErrorCode: String, ErrorCode {
+  case badShards, badSettings, incompatible, badInput, ioFailure
 }

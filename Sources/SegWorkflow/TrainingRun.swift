@@ -2,6 +2,7 @@ import Foundation
 import SegCache
 import SegCore
 import SegIO
+import SegModel
 import SegPipeline
 import SegRender
 import SegTiling
@@ -68,7 +69,7 @@ public struct TrainSummary: Sendable {
   public var stoppedEarly: String?
 }
 
-/// `unet train`: trains a U-Net from shards, with a validation split by source image, a metrics
+/// `unet train`: trains a network (U-Net, U-Net++ or UNet 3+) from shards, with a validation split by source image, a metrics
 /// log (JSON lines), a plot, atomic checkpoints and resume.
 ///
 /// The data order depends only on the seed and the epoch (shards shuffled per epoch, then a
@@ -78,18 +79,18 @@ public final class TrainingRun {
   public let options: TrainRunOptions
   public let data: TrainingData
   public let trainer: Trainer
-  public let configuration: UNetConfiguration
+  public let configuration: NetworkConfiguration
   let log: (String) -> Void
   let totalSteps: Int
   let batchesPerEpoch: Int
   let metadataBase: [String: String]
   /// Samples of the current epoch already used (for resume).
-  private var epochSamples = 0
-  private var history: [JSONValue] = []
-  private var trainPoints: [(x: Double, y: Double)] = []
-  private var validationPoints: [ValidationResult] = []
-  private var lastValidation: ValidationResult?
-  private var skipped: Set<Int> = []
+  var epochSamples = 0
+  var history: [JSONValue] = []
+  var trainPoints: [(x: Double, y: Double)] = []
+  var validationPoints: [ValidationResult] = []
+  var lastValidation: ValidationResult?
+  var skipped: Set<Int> = []
 
   public var metricsPath: String { options.runDirectory + "/metrics.jsonl" }
   public var plotPath: String { options.runDirectory + "/training.png" }
@@ -103,120 +104,44 @@ public final class TrainingRun {
     data = try TrainingData(
       set: set, validationFraction: t.validationFraction, validationStems: t.validationSources, classes: t.classes,
       seed: options.seed)
-    // The network: padding from the section, else from the shards' tiles, else what fits.
-    var padding: UNetConfiguration.Padding
-    if let p = t.padding {
-      padding = p == .same ? .same : .valid
-    } else if case .string(let p)? = set.manifest.settings.tiles?["padding"] {
-      padding = p == "same" ? .same : .valid
-    } else {
-      padding = data.inputSize == data.labelSize ? .same : .valid
-    }
-    configuration = UNetConfiguration(
-      depth: t.depth, baseWidth: t.width, padding: padding, upMode: t.upMode == "bilinear" ? .bilinear : .transposed,
-      batchNorm: t.batchNorm, dropout: Float(t.dropout), inputChannels: data.channels, classes: data.classes)
-    if let problem = configuration.problems.first { throw WorkflowError(.badSettings, problem) }
-    guard data.inputSize.height == data.inputSize.width, data.labelSize.height == data.labelSize.width,
-      configuration.outputSize(forInput: data.inputSize.height) == data.labelSize.height
-    else {
-      let out = configuration.outputSize(forInput: data.inputSize.height).map { "\($0) × \($0)" } ?? "nothing (not a legal input)"
-      throw WorkflowError(
-        .incompatible, path: options.shards,
-        "the shards hold \(data.inputSize.height) × \(data.inputSize.width) tiles with \(data.labelSize.height) × \(data.labelSize.width) labels, "
-          + "but a depth-\(t.depth) \(padding.rawValue) U-Net maps \(data.inputSize.height) to \(out)",
-        hint: "match the pipeline's tiles: section to the network (or change train.network)")
-    }
+    configuration = try Self.network(for: t, data: data, manifest: set.manifest, shards: options.shards)
     guard data.trainingCount >= 1 else { throw WorkflowError(.badShards, path: options.shards, "no training samples after the validation split") }
     let perEpoch = max(1, data.trainingCount / t.batch)
     batchesPerEpoch = perEpoch
     totalSteps = t.steps ?? (t.epochs.map { $0 * perEpoch } ?? 1000)
-    let statistics: String =
-      set.manifest.datasetStatistics.map { s in
-        JSONValue.object([
-          ("mean", .array(s.mean.map { .double($0) })), ("std", .array(s.std.map { .double($0) })),
-          ("mean_all", .double(s.meanAll)), ("std_all", .double(s.stdAll)),
-        ]).serialized()
-      } ?? "null"
-    metadataBase = [
-      "shards": options.shards, "pipeline_sha256": set.manifest.pipelineSHA256, "mask_kind": data.maskKind,
-      "normalize": TrainingRun.normalizeStages(set.manifest).serialized(), "dataset_statistics": statistics,
-      "input_size": "\(data.inputSize.height)",
-    ]
-    ComputeThreads.set(options.threads)
+    metadataBase = Self.checkpointMetadata(options: options, manifest: set.manifest, data: data)
     try FileIO.makeDirectories(options.runDirectory)
-    let lastPath = options.runDirectory + "/last.ckpt"
-    let metrics = options.runDirectory + "/metrics.jsonl"
-    var resumedFrom: Checkpoint? = nil
-    if options.resume, FileIO.exists(lastPath) {
-      resumedFrom = try Checkpoint.read(from: lastPath, expecting: configuration)
-    }
-    if let checkpoint = resumedFrom {
+    let last = options.runDirectory + "/last.ckpt"
+    if options.resume, FileIO.exists(last) {
+      let checkpoint = try Checkpoint.read(from: last, expecting: configuration)
       trainer = Trainer(checkpoint: checkpoint)
-      epochSamples = Int(checkpoint.metadata["epoch_samples"] ?? "0") ?? 0
-      let kept = TrainingRun.readHistory(metrics, upTo: checkpoint.step)
-      history = kept.map(\.value)
-      for line in history {
-        if case .string("train")? = line["kind"], case .int(let s)? = line["step"], let l = line["loss"]?.number {
-          trainPoints.append((Double(s), l))
-        }
-        if case .string("validation")? = line["kind"], let v = TrainingRun.validation(from: line) { validationPoints.append(v) }
-      }
-      lastValidation = validationPoints.last
-      // The log continues from the checkpoint: drop what the interrupted run wrote after it
-      // (the kept lines stay byte for byte as they were).
-      try FileIO.writeAtomically(Array(kept.map { $0.line + "\n" }.joined().utf8), to: metrics)
-      log("resumed from \(lastPath) at step \(trainer.stepCount) (epoch \(trainer.epoch))")
+      try restoreLog(from: checkpoint)
+      log("resumed from \(last) at step \(trainer.stepCount) (epoch \(trainer.epoch))")
     } else {
-      let model = UNet(configuration: configuration, seed: options.seed)
-      trainer = Trainer(
-        model: model, configuration: try TrainingRun.trainingConfiguration(t, totalSteps: totalSteps, seed: options.seed))
-      FileIO.remove(metrics)
+      trainer = try Self.freshTrainer(configuration, section: t, totalSteps: totalSteps, seed: options.seed, timeLimit: options.timeLimit)
+      FileIO.remove(options.runDirectory + "/metrics.jsonl")
     }
   }
 
-  /// The run's optimiser, schedule and loss from the section.
-  static func trainingConfiguration(_ t: TrainSection, totalSteps: Int, seed: UInt64) throws -> TrainingConfiguration {
-    let optimizer: OptimizerConfiguration =
-      t.optimizer == "adam"
-      ? .adam(beta1: Float(t.beta1), beta2: Float(t.beta2), weightDecay: Float(t.weightDecay))
-      : .sgd(momentum: Float(t.momentum), weightDecay: Float(t.weightDecay))
-    let lr = Float(t.learningRate)
-    let schedule: LearningRateSchedule
-    switch t.schedule {
-    case "step": schedule = .step(lr, every: t.stepSize, gamma: Float(t.gamma))
-    case "cosine": schedule = .cosine(lr, totalSteps: totalSteps, floor: Float(t.floor))
-    case "plateau": schedule = .plateau(lr, patience: t.patience, factor: Float(t.gamma), floor: Float(t.floor))
-    default: schedule = .constant(lr)
-    }
-    let kind: LossConfiguration.Kind = t.loss == "dice" ? .dice : (t.loss == "cross_entropy+dice" ? .crossEntropyDice : .crossEntropy)
-    let configuration = TrainingConfiguration(
-      optimizer: optimizer, schedule: schedule, loss: LossConfiguration(kind: kind),
-      maxGradientNorm: t.maxGradientNorm.map { Float($0) }, seed: seed)
-    if let problem = configuration.problems.first { throw WorkflowError(.badSettings, problem) }
-    return configuration
-  }
-
-  /// The pipeline's normalize stages (for predict to apply the same preprocessing).
-  static func normalizeStages(_ m: ShardManifest) -> JSONValue {
-    guard case .array(let stages)? = m.pipeline["stages"] else { return .array([]) }
-    return .array(stages.compactMap { $0["normalize"] })
-  }
-
-  // MARK: - The loop
-
+  /// Trains to the end (or to the time limit or a stop request), with `options.threads`
+  /// workers for this run only (other runs in the process keep theirs).
   public func run() throws -> TrainSummary {
+    try ComputeThreads.withCount(options.threads) { try runSteps() }
+  }
+
+  private func runSteps() throws -> TrainSummary {
     let t = options.section
-    let start = Date()
+    let start = MonotonicClock.seconds()
     let startStep = trainer.stepCount
     var stream = makeStream(epoch: trainer.epoch)
     for _ in 0..<epochSamples { _ = try nextSample(&stream) }
     var intervalLoss = 0.0
     var intervalSteps = 0
     var lastLoss = Double.nan
-    var lastLog = Date()
+    var lastLog = start
+    var lastTick = start
     var stoppedEarly: String? = nil
-    log("training a \(configuration.padding.rawValue) U-Net (depth \(configuration.depth), width \(configuration.baseWidth), "
-        + "\(trainer.model.parameterCount) parameters) on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
+    log("training a \(configuration.summary) with \(trainer.model.parameterCount) parameters on \(data.trainingCount) samples, validating on \(data.validationMembers.count) "
         + "(sources held out: \(data.validationSources.count)); \(totalSteps) steps of batch \(t.batch), \(options.threads) threads")
     while trainer.stepCount < totalSteps {
       var samples: [StoredSample] = []
@@ -233,6 +158,9 @@ public final class TrainingRun {
         stream = makeStream(epoch: trainer.epoch)
       }
       let (input, targets, weights) = try data.batch(samples)
+      let now = MonotonicClock.seconds()
+      trainer.advanceClock(seconds: now - lastTick)  // the previous iteration's wall time, all of it
+      lastTick = now
       let result = trainer.step(input: input, targets: targets, weights: weights)
       lastLoss = result.loss.total
       guard lastLoss.isFinite else {
@@ -243,17 +171,17 @@ public final class TrainingRun {
       let step = trainer.stepCount
       if step % t.logEvery == 0 || step == totalSteps {
         let mean = intervalLoss / Double(intervalSteps)
-        let elapsed = Date().timeIntervalSince(start)
+        let elapsed = MonotonicClock.seconds() - start
         let rate = Double(step - startStep) / max(elapsed, 1e-9)
         let eta = Double(totalSteps - step) / max(rate, 1e-9)
-        record(.object([
+        try record(.object([
           ("kind", "train"), ("step", .int(step)), ("epoch", .int(trainer.epoch)), ("loss", .number(mean)),
           ("lr", .number(Double(result.learningRate))), ("seconds", .number(elapsed)),
         ]))
         trainPoints.append((Double(step), mean))
-        if Date().timeIntervalSince(lastLog) >= 1 || step == totalSteps || step - startStep <= t.logEvery {
+        if MonotonicClock.seconds() - lastLog >= 1 || step == totalSteps || step - startStep <= t.logEvery {
           log(String(format: "step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  ETA %@", step, totalSteps, mean, Double(result.learningRate), rate, formatDuration(eta)))
-          lastLog = Date()
+          lastLog = MonotonicClock.seconds()
         }
         intervalLoss = 0
         intervalSteps = 0
@@ -270,14 +198,14 @@ public final class TrainingRun {
     try checkpoint(named: true)
     return TrainSummary(
       steps: trainer.stepCount, epochs: trainer.epoch, lastLoss: lastLoss, validation: lastValidation,
-      checkpoint: lastCheckpointPath, metrics: metricsPath, plot: plotPath, seconds: Date().timeIntervalSince(start),
+      checkpoint: lastCheckpointPath, metrics: metricsPath, plot: plotPath, seconds: MonotonicClock.seconds() - start,
       skippedShards: skipped.count, stoppedEarly: stoppedEarly)
   }
 
   /// Why the run should stop now, if it should: a stop request, else the time limit.
-  func stopReason(since start: Date) -> String? {
+  func stopReason(since start: Double) -> String? {
     if let reason = options.stopRequest?() { return reason }
-    if let limit = options.timeLimit, Date().timeIntervalSince(start) >= limit {
+    if let limit = options.timeLimit, MonotonicClock.seconds() - start >= limit {
       return "time limit of \(formatDuration(limit)) reached"
     }
     return nil
@@ -297,187 +225,4 @@ public final class TrainingRun {
     }
     return s
   }
-
-  /// Loss, Dice and IoU per class and pixel error over the validation samples.
-  func validate() throws {
-    guard !data.validationMembers.isEmpty else { return }
-    var lossSum = 0.0
-    var tp = [Int](repeating: 0, count: data.classes)
-    var fp = tp
-    var fn = tp
-    var wrong = 0
-    var pixels = 0
-    var count = 0
-    for (shard, member) in data.validationMembers {
-      if skipped.contains(shard) { continue }
-      let sample: StoredSample
-      do {
-        sample = try data.set.sample(shard: shard, member: member)
-      } catch {
-        if options.skipCorrupt { continue }
-        throw error
-      }
-      let (input, targets, weights) = try data.batch([sample])
-      let (loss, probabilities) = trainer.evaluate(input: input, targets: targets, weights: weights)
-      lossSum += loss.total
-      let predicted = SegmentationMetrics.argmax(probabilities)
-      for (p, truth) in zip(predicted, targets) {
-        let pi = Int(p)
-        let ti = Int(truth)
-        if pi == ti {
-          tp[pi] += 1
-        } else {
-          fp[pi] += 1
-          fn[ti] += 1
-          wrong += 1
-        }
-      }
-      pixels += targets.count
-      count += 1
-    }
-    guard count > 0 else { return }
-    let dice: [Double?] = (0..<data.classes).map { k in
-      let d = 2 * tp[k] + fp[k] + fn[k]
-      return d > 0 ? Double(2 * tp[k]) / Double(d) : nil
-    }
-    let iou: [Double?] = (0..<data.classes).map { k in
-      let d = tp[k] + fp[k] + fn[k]
-      return d > 0 ? Double(tp[k]) / Double(d) : nil
-    }
-    let result = ValidationResult(
-      step: trainer.stepCount, epoch: trainer.epoch, loss: lossSum / Double(count), dice: dice, iou: iou,
-      pixelError: Double(wrong) / Double(max(pixels, 1)), samples: count)
-    trainer.observe(result.loss)
-    lastValidation = result
-    validationPoints.append(result)
-    record(.object([
-      ("kind", "validation"), ("step", .int(result.step)), ("epoch", .int(result.epoch)), ("loss", .number(result.loss)),
-      ("dice", .array(dice.map { $0.map { .number($0) } ?? .null })), ("iou", .array(iou.map { $0.map { .number($0) } ?? .null })),
-      ("pixel_error", .number(result.pixelError)), ("samples", .int(count)),
-    ]))
-    let diceText = dice.dropFirst().map { $0.map { String(format: "%.4f", $0) } ?? "-" }.joined(separator: "/")
-    log(String(format: "validation at step %d: loss %.4f  dice %@  pixel error %.4f  (%d samples)", result.step, result.loss, diceText, result.pixelError, count))
-    try writePlot()
-  }
-
-  /// Appends a line to metrics.jsonl. (A kill mid-line leaves a partial line, which readers
-  /// and a resumed run skip.)
-  func record(_ line: JSONValue) {
-    history.append(line)
-    let bytes = Array((line.serialized() + "\n").utf8)
-    if let handle = FileHandle(forWritingAtPath: metricsPath) {
-      _ = try? handle.seekToEnd()
-      try? handle.write(contentsOf: Data(bytes))
-      try? handle.close()
-    } else {
-      try? FileIO.writeAtomically(bytes, to: metricsPath)
-    }
-  }
-
-  func checkpoint(named: Bool) throws {
-    var metadata = metadataBase
-    metadata["epoch_samples"] = String(epochSamples)
-    let c = Checkpoint(trainer, metadata: metadata)
-    try c.write(to: lastCheckpointPath)
-    if named {
-      let s = String(trainer.stepCount)
-      try c.write(to: options.runDirectory + "/step-" + String(repeating: "0", count: max(0, 6 - s.count)) + s + ".ckpt")
-    }
-  }
-
-  func writePlot() throws {
-    let loss = LinePlot(
-      title: "loss", xLabel: "step",
-      series: [
-        .init(name: "train", color: .blue, points: trainPoints),
-        .init(name: "validation", color: .red, points: validationPoints.map { (Double($0.step), $0.loss) }),
-      ], logY: true)
-    var diceSeries: [LinePlot.Series] = []
-    let palette: [RGB] = [.green, .orange, .blue, .red, .yellow]
-    for k in 1..<max(data.classes, 2) {
-      let points = validationPoints.compactMap { v -> (x: Double, y: Double)? in
-        guard k < v.dice.count, let d = v.dice[k] else { return nil }
-        return (Double(v.step), d)
-      }
-      diceSeries.append(.init(name: data.classes == 2 ? "Dice (cells)" : "Dice class \(k)", color: palette[(k - 1) % palette.count], points: points))
-    }
-    let dice = LinePlot(title: "validation Dice", xLabel: "step", series: diceSeries, yRange: 0...1)
-    let top = loss.render(width: 560, height: 280)
-    let bottom = dice.render(width: 560, height: 280)
-    var canvas = Canvas(width: 560, height: 568)
-    canvas.paste(top, x: 0, y: 0)
-    canvas.paste(bottom, x: 0, y: 288)
-    try FileIO.writeAtomically(try PNGCodec.encode(canvas.image, options: .init(compressionLevel: 3)), to: plotPath)
-  }
-
-  // MARK: - Resume helpers
-
-  /// The lines of a metrics log written up to `step` (a resumed run drops what came after the
-  /// checkpoint it resumes from).
-  static func readHistory(_ path: String, upTo step: Int) -> [(value: JSONValue, line: String)] {
-    guard let bytes = try? FileIO.read(path) else { return [] }
-    let text = String(decoding: bytes, as: UTF8.self)
-    return text.split(separator: "\n").compactMap { line in
-      guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)) else { return nil }
-      if case .int(let s)? = value["step"], s > step { return nil }
-      return (value, String(line))
-    }
-  }
-
-  static func validation(from line: JSONValue) -> ValidationResult? {
-    guard case .int(let step)? = line["step"], case .int(let epoch)? = line["epoch"], let loss = line["loss"]?.number,
-      case .array(let dice)? = line["dice"], case .array(let iou)? = line["iou"], let pe = line["pixel_error"]?.number,
-      case .int(let n)? = line["samples"]
-    else { return nil }
-    return ValidationResult(step: step, epoch: epoch, loss: loss, dice: dice.map(\.number), iou: iou.map(\.number), pixelError: pe, samples: n)
-  }
-}
-
-extension JSONValue {
-  /// An int or double as Double.
-  public var number: Double? {
-    switch self {
-    case .int(let i): return Double(i)
-    case .double(let d): return d
-    default: return nil
-    }
-  }
-}
-
-/// "1:02:03" or "4:05".
-public func formatDuration(_ seconds: Double) -> String {
-  guard seconds.isFinite else { return "-" }
-  let s = Int(seconds.rounded())
-  return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
-}
-
-/// Parses a duration as people write it on a command line: `900` or `900s` (seconds), `15m`,
-/// `1.5h`, `1h30m`, `2d`. Nil for anything else (empty, negative, unknown unit, unit repeated
-/// out of order).
-public func parseDuration(_ text: String) -> Double? {
-  let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
-  let order: [Character] = ["d", "h", "m", "s"]
-  var total = 0.0
-  var number = ""
-  var lastUnit = -1
-  var sawPart = false
-  for c in text.trimmingCharacters(in: .whitespaces) {
-    if c.isNumber || c == "." {
-      number.append(c)
-    } else if let scale = units[c], let index = order.firstIndex(of: c), index > lastUnit, let v = Double(number) {
-      total += v * scale
-      number = ""
-      lastUnit = index
-      sawPart = true
-    } else {
-      return nil
-    }
-  }
-  if !number.isEmpty {
-    guard let v = Double(number), !sawPart || lastUnit < 3 else { return nil }
-    // A bare trailing number after units (e.g. "1m30") counts as seconds.
-    total += v
-    sawPart = true
-  }
-  return sawPart && total.isFinite ? total : nil
 }

@@ -114,7 +114,7 @@ struct Prepare: AsyncParsableCommand {
   func run() async throws {
     let output = out ?? pipeline.map { defaultOutput(for: $0, "shards") } ?? "out/shards"
     if merge {
-      let manifest = try Preparer.merge(directory: output, limits: manifestFlags.limits)
+      let manifest = try ShardSetWriter.merge(directory: output, limits: manifestFlags.limits)
       print("merged \(manifest.shards.count) shards (\(manifest.sampleCount) samples, \(formatBytes(manifest.byteCount))) into \(output)/manifest.json")
       return
     }

@@ -2,16 +2,30 @@ import ArgumentParser
 import Foundation
 import SegCore
 import SegIO
+import SegModel
 import SegPipeline
 import SegTrain
 import SegWorkflow
 
+extension Architecture: ExpressibleByArgument {}
+extension NetworkPadding: ExpressibleByArgument {}
+extension UpMode: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}
+extension InferenceSettings.Heads: ExpressibleByArgument {}
+
 extension TrainSection {
   /// Applies the command-line overrides.
   mutating func apply(_ f: TrainFlags) {
+    if let v = f.network { architecture = v }
     if let v = f.width { width = v }
     if let v = f.depth { depth = v }
-    if let v = f.padding { padding = v == "same" ? .same : .valid }
+    if let v = f.padding { padding = v }
+    if let v = f.up { upMode = v }
+    if let v = f.batchNorm { batchNorm = v }
+    if let v = f.deepSupervision { deepSupervision = v }
+    if let v = f.cgm { cgm = v }
+    if let v = f.prune { prediction = InferenceSettings(heads: .prune, pruneDepth: v) }
     if let v = f.steps {
       steps = v
       epochs = nil
@@ -24,7 +38,7 @@ extension TrainSection {
     if let v = f.optimizer { optimizer = v }
     if let v = f.schedule { schedule = v }
     if let v = f.batch { batch = v }
-    if let v = f.loss { loss = v }
+    if let v = f.loss, let terms = LossTerm.terms(named: v) { loss = terms }
     if let v = f.evalEvery { evalEvery = v }
     if let v = f.checkpointEvery { checkpointEvery = v }
     if let v = f.validationFraction {
@@ -35,12 +49,24 @@ extension TrainSection {
 }
 
 struct TrainFlags: ParsableArguments {
-  @Option(help: "Base width of the U-Net (channels at the first level; 64 in the paper, 16 for CPU runs).")
+  @Option(help: "The network: unet, unetpp (U-Net++) or unet3p (UNet 3+).")
+  var network: Architecture?
+  @Option(help: "Base width (channels at the first level; 64 in the papers, 16 for CPU runs).")
   var width: Int?
   @Option(help: "Depth (poolings).")
   var depth: Int?
-  @Option(help: "Convolution padding: valid or same (default: what the shards' tiles were cut for).")
-  var padding: String?
+  @Option(help: "Convolution padding, U-Net only: valid or same (default: what the shards' tiles were cut for).")
+  var padding: NetworkPadding?
+  @Option(help: "Up-sampling of U-Net and U-Net++: transposed or bilinear.")
+  var up: UpMode?
+  @Flag(inversion: .prefixedNo, help: "Batch norm after every 3×3 convolution (U-Net, U-Net++; UNet 3+ always has it).")
+  var batchNorm: Bool?
+  @Flag(inversion: .prefixedNo, help: "Deep supervision: a head on every U-Net++ column or UNet 3+ level (default on).")
+  var deepSupervision: Bool?
+  @Flag(inversion: .prefixedNo, help: "UNet 3+'s classification-guided module (default on).")
+  var cgm: Bool?
+  @Option(help: "U-Net++: predict with the network pruned to this depth and its head (default: the mean of the heads).")
+  var prune: Int?
   @Option(help: "Training steps.")
   var steps: Int?
   @Option(help: "Training epochs (instead of --steps).")
@@ -48,12 +74,12 @@ struct TrainFlags: ParsableArguments {
   @Option(help: "Learning rate.")
   var lr: Double?
   @Option(help: "Optimizer: sgd or adam.")
-  var optimizer: String?
+  var optimizer: OptimizerKind?
   @Option(help: "Learning-rate schedule: constant, step, cosine or plateau.")
-  var schedule: String?
+  var schedule: ScheduleKind?
   @Option(help: "Batch size.")
   var batch: Int?
-  @Option(help: "Loss: cross_entropy, dice or cross_entropy+dice.")
+  @Option(help: ArgumentHelp("The loss.", discussion: LossTerm.nameHelp + "."))
   var loss: String?
   @Option(help: "Validate every N steps (default: every epoch).")
   var evalEvery: Int?
@@ -64,18 +90,13 @@ struct TrainFlags: ParsableArguments {
 
   func validate() throws {
     for (name, v) in [("--width", width), ("--depth", depth), ("--steps", steps), ("--epochs", epochs), ("--batch", batch),
-                      ("--eval-every", evalEvery), ("--checkpoint-every", checkpointEvery)] {
+                      ("--eval-every", evalEvery), ("--checkpoint-every", checkpointEvery), ("--prune", prune)] {
       if let v, v < 1 { throw ValidationError("\(name) must be at least 1") }
     }
     if steps != nil && epochs != nil { throw ValidationError("give --steps or --epochs, not both") }
     if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
-    if let p = padding, !["valid", "same"].contains(p) { throw ValidationError("--padding must be valid or same") }
-    if let o = optimizer, !["sgd", "adam"].contains(o) { throw ValidationError("--optimizer must be sgd or adam") }
-    if let s = schedule, !["constant", "step", "cosine", "plateau"].contains(s) {
-      throw ValidationError("--schedule must be constant, step, cosine or plateau")
-    }
-    if let l = loss, !["cross_entropy", "dice", "cross_entropy+dice"].contains(l) {
-      throw ValidationError("--loss must be cross_entropy, dice or cross_entropy+dice")
+    if let l = loss, LossTerm.terms(named: l) == nil {
+      throw ValidationError("--loss: \"\(l)\" is not a loss: use \(LossTerm.nameHelp)")
     }
     if let v = validationFraction, !(v >= 0 && v < 1) { throw ValidationError("--validation-fraction must lie in [0, 1)") }
   }
@@ -83,7 +104,7 @@ struct TrainFlags: ParsableArguments {
 
 struct Train: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train a U-Net on OpenBLAS from shards: checkpoints, metrics (JSON lines), training.png.",
+    abstract: "Train a U-Net, U-Net++ or UNet 3+ on OpenBLAS from shards: checkpoints, metrics (JSON lines), training.png.",
     discussion: """
       With a pipeline file, its shards are brought up to date first (`unet prepare`, \
       incremental) and its `train:` section gives the settings; flags override them. With \
@@ -191,17 +212,32 @@ struct Predict: ParsableCommand {
   @Option(help: "Context per side for same-padding networks (default: 2^depth).")
   var context: Int?
 
+  @Option(help: "U-Net++: mean (the mean of the heads' probabilities) or prune (one head; see --prune). Default: the checkpoint's setting.")
+  var heads: InferenceSettings.Heads?
+
+  @Option(help: "U-Net++: predict with the network pruned to this depth and its head.")
+  var prune: Int?
+
   @Option(help: "Threads.")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
   func validate() throws {
     guard tile >= 1 else { throw ValidationError("--tile must be positive") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    if let prune, prune < 1 { throw ValidationError("--prune must be at least 1") }
+    if heads == .prune && prune == nil { throw ValidationError("--heads prune needs --prune DEPTH") }
+    if heads == .mean && prune != nil { throw ValidationError("--prune selects one head: leave out --heads mean") }
   }
 
   func run() throws {
     ComputeThreads.set(threads)
-    let predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context)
+    let settings: InferenceSettings?
+    if let prune {
+      settings = InferenceSettings(heads: .prune, pruneDepth: prune)
+    } else {
+      settings = heads.map { InferenceSettings(heads: $0) }
+    }
+    let predictor = try Predictor(checkpointPath: checkpoint, tile: tile, context: context, settings: settings)
     var files: [String] = []
     for p in images { files += FileIO.isDirectory(p) ? try ImageFiles.list(p) : [p] }
     guard !files.isEmpty else { throw ValidationError("no image files given") }

@@ -97,7 +97,7 @@ import Testing
       ("range past the shard", try Self.editingMember { $0["json"] = [512, 1 << 40] }),
       ("offset + size overflows", try Self.editingMember { $0["mask"] = [Int.max, Int.max] }),
       ("image too small for its shape", try Self.editingMember { $0["shape"] = [1, 4096, 4096] }),
-      ("source that does not exist", try Self.editingMember { $0["source"] = 7 }),
+      ("negative source index", try Self.editingMember { $0["source"] = -1 }),
       ("shard name with a folder", try Self.editingShard { $0["name"] = "../../etc/passwd.tar" }),
       ("hidden shard name", try Self.editingShard { $0["name"] = ".staged.tar" }),
       ("pipeline samples not a range", try Self.editingShard { $0["pipeline_samples"] = [3] }),

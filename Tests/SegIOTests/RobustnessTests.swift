@@ -82,11 +82,9 @@ import Testing
 
 /// The real ISBI 2012 slices in ../shared/data (skipped when it is absent).
 @Suite struct ISBIDecodeTests {
-  @Test func isbiSlicesDecodeTo512x512UInt8() throws {
-    guard let root = TestPaths.isbi2012 else {
-      print("skipped: ../shared/data/isbi2012 is absent")
-      return
-    }
+  @Test(.enabled(if: TestPaths.isbi2012 != nil, "../shared/data/isbi2012 is absent"))
+  func isbiSlicesDecodeTo512x512UInt8() throws {
+    let root = try #require(TestPaths.isbi2012)
     let images = try ImageFiles.list(root + "/images")
     let labels = try ImageFiles.list(root + "/labels")
     #expect(images.count == 30 && labels.count == 30)

@@ -176,11 +176,9 @@ import Testing
     #expect(f.values(as: UInt16.self) == [0, 1, 2, 3, 4, 5])
   }
 
-  @Test func readsTheWeightMapReferenceWrittenByNumpy() throws {
-    guard let shared = TestPaths.shared else {
-      print("skipped: ../shared is absent")
-      return
-    }
+  @Test(.enabled(if: TestPaths.shared != nil, "../shared is absent"))
+  func readsTheWeightMapReferenceWrittenByNumpy() throws {
+    let shared = try #require(TestPaths.shared)
     let array = try NpyArray.decode(try FileIO.read(shared + "/bench/reference/weightmap_ref_output.npy"))
     #expect(array.dtype == .float64 && array.shape == [512, 512])
     let v = array.doubles()

@@ -1,6 +1,7 @@
 import Foundation
 import SegAugment
 import SegCore
+import SegModel
 import SegPipeline
 import SegTestSupport
 import Testing
@@ -28,11 +29,8 @@ import Testing
     #expect(hash == Self.frozenCanonicalSHA256, "canonical form changed: \(spec.canonical.serialized())")
   }
 
-  @Test func isbiPipelineResolvesTheSharedData() throws {
-    guard TestPaths.isbi2012 != nil else {
-      print("skipped: ../shared/data/isbi2012 is absent")
-      return
-    }
+  @Test(.enabled(if: TestPaths.isbi2012 != nil, "../shared/data/isbi2012 is absent"))
+  func isbiPipelineResolvesTheSharedData() throws {
     let engine = try PipelineEngine(spec: try PipelineSpec.load(TestPaths.pipelines + "/isbi2012.yaml"))
     #expect(engine.sources.count == 30)
     let s = try engine.sample(3)
@@ -85,7 +83,44 @@ import Testing
     ("weight map without masks", "version: 1\nseed: 1\nsources: {images: a}\nstages:\n  - weight_map: {}\n", .missingKey,
      "t.yaml:5: stages: the weight_map stage needs masks (sources.masks)"),
     ("empty file", "", .syntax, "t.yaml:1: the file is empty"),
+    ("U-Net++ with valid padding", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: unetpp, padding: valid}\n", .outOfRange,
+     "t.yaml:6: train.network: U-Net++ is built with same padding only (valid padding is a U-Net option)"),
+    ("CGM on a U-Net", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: unet, cgm: true}\n", .unknownKey,
+     "t.yaml:6: train.network.cgm: cgm applies to UNet 3+, not U-Net"),
+    ("unknown architecture", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: resnet}\n", .outOfRange,
+     "t.yaml:6: train.network.architecture: \"resnet\" is not one of unet, unetpp, unet3p"),
+    ("unknown loss", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  loss: cross_entropy+lovasz\n", .outOfRange,
+     "t.yaml:6: train.loss: \"cross_entropy+lovasz\" is not a loss: use cross_entropy, dice, focal, iou, ms_ssim joined by + (e.g. cross_entropy+dice), or hybrid (= focal+ms_ssim+iou)"),
+    ("prune without a depth", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: unetpp}\n  prediction: {heads: prune}\n", .missingKey,
+     "t.yaml:7: train.prediction: heads: prune needs prune_depth (1 ... depth)"),
+    ("prune a U-Net", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  prediction: {heads: prune, prune_depth: 2}\n", .outOfRange,
+     "t.yaml:6: train.prediction: prediction heads: prune applies to U-Net++"),
+    ("tiles for a valid U-Net++", "version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntiles: {network: {architecture: unetpp, padding: valid}, input: 64}\n", .outOfRange,
+     "t.yaml:5: tiles.network.padding: U-Net++ is built with same padding only (valid padding is a U-Net option)"),
   ]
+
+  /// The network keys of the train section, and the loss as a name or a mapping.
+  @Test func trainSectionDescribesEveryArchitecture() throws {
+    let text = """
+      version: 1
+      seed: 1
+      sources: {images: a}
+      stages: []
+      tiles: {network: {architecture: unet3p, depth: 4}, input: 64}
+      train:
+        network: {architecture: unet3p, depth: 4, width: 16, deep_supervision: false, cgm: true, cgm_dropout: 0.25}
+        loss: {terms: hybrid, head_weights: [1, 0.5], focal_gamma: 1.5}
+      """
+    let spec = try PipelineSpec.parse(text, file: "t.yaml")
+    #expect(spec.train.architecture == .unet3p && spec.train.deepSupervision == false && spec.train.cgmDropout == 0.25)
+    #expect(spec.train.loss == [.focal, .iou, .msSSIM] && spec.train.headWeights == .weights([1, 0.5]) && spec.train.focalGamma == 1.5)
+    #expect(spec.tiles?.network == NetworkGeometry(architecture: .unet3p, depth: 4, padding: .same))
+    let net = spec.train.network(channels: 1, classes: 2, fallbackPadding: .same)
+    #expect(net == .unet3p(UNet3PlusConfiguration(depth: 4, baseWidth: 16, deepSupervision: false, cgm: true, cgmDropout: 0.25, inputChannels: 1, classes: 1)))
+    let pp = try PipelineSpec.parse("version: 1\nseed: 1\nsources: {images: a}\nstages: []\ntrain:\n  network: {architecture: unetpp, up: bilinear}\n  loss: cross_entropy+dice\n  prediction: {heads: prune, prune_depth: 3}\n", file: "t.yaml")
+    #expect(pp.train.prediction == InferenceSettings(heads: .prune, pruneDepth: 3) && pp.train.upMode == .bilinear)
+    #expect(pp.train.network(channels: 2, classes: 3, fallbackPadding: .valid) == .unetpp(UNetPlusPlusConfiguration(depth: 4, baseWidth: 16, upMode: .bilinear, inputChannels: 2, classes: 3)))
+  }
 
   @Test(arguments: errorCases.indices)
   func yamlErrorCase(_ i: Int) {

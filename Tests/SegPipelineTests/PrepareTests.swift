@@ -89,7 +89,7 @@ func fileBytes(_ dir: String) throws -> [String: [UInt8]] {
       #expect(s.isPart)
     }
     #expect(!FileManager.default.fileExists(atPath: dir + "/multi/manifest.json"))
-    let merged = try Preparer.merge(directory: dir + "/multi")
+    let merged = try ShardSetWriter.merge(directory: dir + "/multi")
     #expect(merged.shards.count == 3)
     let single = try fileBytes(dir + "/single")
     let multi = try fileBytes(dir + "/multi")
@@ -101,11 +101,11 @@ func fileBytes(_ dir: String) throws -> [String: [UInt8]] {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let spec = try PipelineSpec.load(try smallShardPipeline(in: dir))
     _ = try await Preparer.run(spec: spec, options: PrepareOptions(outputDirectory: dir + "/m", workers: 1, partIndex: 0, partCount: 2))
-    #expect { try Preparer.merge(directory: dir + "/m") } throws: { ($0 as? CacheError)?.code == .mergeConflict }
+    #expect { try ShardSetWriter.merge(directory: dir + "/m") } throws: { ($0 as? CacheError)?.code == .mergeConflict }
     var other = spec
     other.seed = 99
     _ = try await Preparer.run(spec: other, options: PrepareOptions(outputDirectory: dir + "/m", workers: 1, partIndex: 1, partCount: 2))
-    #expect { try Preparer.merge(directory: dir + "/m") } throws: { ($0 as? CacheError)?.code == .mergeConflict }
+    #expect { try ShardSetWriter.merge(directory: dir + "/m") } throws: { ($0 as? CacheError)?.code == .mergeConflict }
   }
 
   @Test func corruptShardsAreFoundByChecksumAndCanBeSkipped() async throws {

@@ -25,7 +25,9 @@ func testSample() -> Sample {
   return Sample(image: image, mask: mask)
 }
 
-let everyStage: [NamedStage] = [
+/// The sweep's cases: at least one per stage StageFactory registers (the sweep runs over the
+/// registered names, so a new stage without cases here fails it).
+let sweepCases: [NamedStage] = [
   NamedStage(name: "normalize minmax", stage: NormalizeStage(method: .minmax), geometric: false),
   NamedStage(name: "normalize percentile", stage: NormalizeStage(method: .percentile(low: 2, high: 98), perChannel: false), geometric: false),
   NamedStage(name: "normalize zscore", stage: NormalizeStage(method: .zscoreImage), geometric: false),
@@ -46,11 +48,22 @@ let everyStage: [NamedStage] = [
 ]
 
 @Suite struct StageInvariantTests {
-  /// Over 200 seeds: masks keep only input labels (plus 0 for a constant border); the input is
-  /// not mutated; the same seed gives the same bytes; a different seed gives a different
-  /// output (for stages with random parameters).
-  @Test(arguments: everyStage)
-  func invariantsOver200Seeds(_ named: NamedStage) {
+  /// Over 200 seeds, for every registered stage: masks keep only input labels (plus 0 for a
+  /// constant border); the input is not mutated; the same seed gives the same bytes; a
+  /// different seed gives a different output (for stages with random parameters).
+  @Test(arguments: StageFactory.names)
+  func invariantsOver200Seeds(_ stage: String) {
+    let cases = sweepCases.filter { type(of: $0.stage).key == stage }
+    #expect(!cases.isEmpty, "stage \(stage) has no cases in sweepCases")
+    for named in cases { checkInvariants(named) }
+  }
+
+  @Test func everySweepCaseIsARegisteredStage() {
+    let unknown = sweepCases.filter { !StageFactory.names.contains(type(of: $0.stage).key) }
+    #expect(unknown.isEmpty, "cases of unregistered stages: \(unknown.map(\.name))")
+  }
+
+  func checkInvariants(_ named: NamedStage) {
     let input = testSample()
     let pristine = testSample()
     let labels = Set(input.mask?.labelSamples() ?? [])

@@ -57,7 +57,7 @@ public enum Faults {
   /// Remounts a tmpfs with a new size or read-only (`options` such as "size=4096k" or "ro").
   public static func remount(_ dir: String, _ options: String) throws {
     let r = try runCommand("/bin/mount", ["-o", "remount,\(options)", dir])
-    guard r.status == 0 else { throw FileIOError(code: .ioFailure, path: dir, message: "remount: \(r.stderr)") }
+    guard r.status == 0 else { throw FileIOError(.ioFailure, path: dir, "remount: \(r.stderr)") }
   }
 
   public static func unmount(_ dir: String) {

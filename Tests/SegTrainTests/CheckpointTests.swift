@@ -1,5 +1,6 @@
 import Foundation
 import SegCore
+import SegModel
 import SegTrain
 import Testing
 
@@ -20,7 +21,7 @@ struct CheckpointTests {
     let x = randomTensor(TensorShape(n: 1, c: 1, h: size, w: size), seed: 101)
     var rng = RandomStream(seed: 102)
     let t = (0..<(out * out)).map { _ in Int32(rng.nextInt(below: 2)) }
-    let tr = Trainer(model: UNet(configuration: config, seed: 5), configuration: TrainingConfiguration(optimizer: .adam(weightDecay: 1e-4), schedule: .cosine(1e-2, totalSteps: 10), loss: LossConfiguration(kind: .crossEntropyDice), maxGradientNorm: 5, seed: 7))
+    let tr = Trainer(model: Network(configuration: config, seed: 5), configuration: TrainingConfiguration(optimizer: .adam(weightDecay: 1e-4), schedule: .cosine(1e-2, totalSteps: 10), loss: LossConfiguration(kind: .crossEntropyDice), maxGradientNorm: 5, seed: 7))
     for _ in 0..<steps { tr.step(input: x, targets: t) }
     return (tr, x, t)
   }
@@ -31,7 +32,7 @@ struct CheckpointTests {
       tr.epoch = 2
       let path = Self.temporaryPath("roundtrip.ckpt")
       try Checkpoint(tr, metadata: ["shard": "7"]).write(to: path)
-      let loaded = try Checkpoint.read(from: path, expecting: Self.config)
+      let loaded = try Checkpoint.read(from: path, expecting: .unet(Self.config))
       #expect(loaded.step == 3 && loaded.epoch == 2 && loaded.metadata == ["shard": "7"])
       #expect(loaded.model.parameters == tr.model.parameters)
       #expect(loaded.model.state == tr.model.state)
@@ -68,7 +69,7 @@ struct CheckpointTests {
     let good = try Checkpoint(tr).encoded()
     func code(_ bytes: [UInt8], expecting: UNetConfiguration? = nil) -> CheckpointError.Code? {
       do {
-        _ = try Checkpoint.decode(bytes, path: "x.ckpt", expecting: expecting)
+        _ = try Checkpoint.decode(bytes, path: "x.ckpt", expecting: expecting.map { .unet($0) })
         return nil
       } catch {
         return error.code
@@ -85,7 +86,7 @@ struct CheckpointTests {
     header[20] ^= 0x01  // inside the JSON header
     #expect(code(header) == .corruptChecksum)
     var version = good
-    version[8] = 2
+    version[8] = 3
     #expect(code(version) == .unsupportedVersion)
     #expect(code(Array("PNG not a checkpoint".utf8)) == .notACheckpoint)
     var wider = Self.config
@@ -114,7 +115,7 @@ struct CheckpointTests {
     other.classes = 3
     try Checkpoint(tr).write(to: path)
     do {
-      _ = try Checkpoint.read(from: path, expecting: other)
+      _ = try Checkpoint.read(from: path, expecting: .unet(other))
       Issue.record("a checkpoint of another network was read")
     } catch let e as CheckpointError {
       #expect(e.code == .wrongArchitecture)

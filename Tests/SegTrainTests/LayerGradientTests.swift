@@ -101,7 +101,7 @@ struct LayerGradientTests {
   }
 
   @Test func bilinearUpsampling() {
-    let up = BilinearUpsample2x()
+    let up = BilinearUpsample(factor: 2)
     // PyTorch: interpolate([[1, 2], [3, 4]], scale_factor=2, mode="bilinear", align_corners=False).
     let small = Tensor(shape: TensorShape(n: 1, c: 1, h: 2, w: 2), data: [1, 2, 3, 4])
     #expect(up.forward(small).data == [1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4])
@@ -117,26 +117,31 @@ struct LayerGradientTests {
     #expect(e < 2e-3)
   }
 
-  @Test func cropConcat() {
-    let cc = CropConcat()
-    let ss = TensorShape(n: 2, c: 2, h: 9, w: 8), us = TensorShape(n: 2, c: 3, h: 5, w: 4)
-    let skip = randomTensor(ss, seed: 51), upT = randomTensor(us, seed: 52)
-    let out = cc.forward(skip: skip, up: upT)
-    #expect(out.shape == TensorShape(n: 2, c: 5, h: 5, w: 4))
-    // Skip first, centre crop at ((9 − 5)/2, (8 − 4)/2) = (2, 2).
-    #expect(out[1, 1, 0, 0] == skip[1, 1, 2, 2])
-    #expect(out[1, 2, 4, 3] == upT[1, 0, 4, 3])
-    let r = randomArray(out.data.count, seed: 53)
-    let (ds, du) = cc.backward(skipShape: ss, upShape: us, outputGradient: Tensor(shape: out.shape, data: r))
-    let es = finiteDifferenceError(values: skip.data, analytic: ds.data, indices: Array(0..<skip.data.count), epsilon: 1e-2, r: r) {
-      cc.forward(skip: Tensor(shape: ss, data: $0), up: upT).data
+  /// N-input concatenation with centre crops: three inputs (two larger than the output, one
+  /// its size), values placed by hand and gradients against finite differences.
+  @Test func concatenation() {
+    let cc = Concat()
+    let shapes = [TensorShape(n: 2, c: 2, h: 9, w: 8), TensorShape(n: 2, c: 1, h: 7, w: 6), TensorShape(n: 2, c: 3, h: 5, w: 4)]
+    let inputs = shapes.enumerated().map { randomTensor($1, seed: 51 + UInt64($0)) }
+    let out = cc.forward(inputs)
+    #expect(out.shape == TensorShape(n: 2, c: 6, h: 5, w: 4))
+    // In input order, each centre-cropped: (9 − 5)/2, (8 − 4)/2 = (2, 2); (7 − 5)/2, (6 − 4)/2 = (1, 1).
+    #expect(out[1, 1, 0, 0] == inputs[0][1, 1, 2, 2])
+    #expect(out[0, 2, 3, 2] == inputs[1][0, 0, 4, 3])
+    #expect(out[1, 5, 4, 3] == inputs[2][1, 2, 4, 3])
+    let r = randomArray(out.data.count, seed: 55)
+    let grads = cc.backward(inputShapes: shapes, outputGradient: Tensor(shape: out.shape, data: r))
+    for k in 0..<3 {
+      let e = finiteDifferenceError(values: inputs[k].data, analytic: grads[k].data, indices: Array(0..<inputs[k].data.count), epsilon: 1e-2, r: r) {
+        var changed = inputs
+        changed[k] = Tensor(shape: shapes[k], data: $0)
+        return cc.forward(changed).data
+      }
+      Self.report("concat d input \(k)", e)
+      #expect(e < 2e-3, "input \(k): \(e)")
     }
-    let eu = finiteDifferenceError(values: upT.data, analytic: du.data, indices: Array(0..<upT.data.count), epsilon: 1e-2, r: r) {
-      cc.forward(skip: skip, up: Tensor(shape: us, data: $0)).data
-    }
-    Self.report("crop-concat dSkip", es)
-    Self.report("crop-concat dUp", eu)
-    #expect(es < 2e-3 && eu < 2e-3)
+    // Outside the crop window the gradient is exactly 0.
+    #expect(grads[0][0, 0, 0, 0] == 0 && grads[0][1, 1, 8, 7] == 0 && grads[1][0, 0, 0, 0] == 0)
   }
 
   @Test(arguments: [(1, false), (2, false), (1, true)])

@@ -55,13 +55,13 @@ struct LossTests {
     let targets = (0..<(2 * 12)).map { _ in Int32(rng.nextInt(below: 3)) }
     let weights = randomArray(24, seed: 93, lo: 0.5, hi: 3)
     let (v, g, _) = SegmentationLoss.evaluate(logits: z, targets: targets, weights: weights, configuration: cfg)
-    if cfg.kind == .crossEntropyDice, let ce = v.crossEntropy, let d = v.dice {
+    if cfg.terms == [.crossEntropy, .dice], let ce = v.crossEntropy, let d = v.dice {
       #expect(abs(v.total - (ce + d)) < 1e-12)
     }
     let e = finiteDifferenceError(values: z.data, analytic: g.data, indices: Array(0..<s.count), epsilon: 1e-2) {
       SegmentationLoss.evaluate(logits: Tensor(shape: s, data: $0), targets: targets, weights: weights, configuration: cfg).value.total
     }
-    print("gradient check loss \(cfg.kind.rawValue) dice \(cfg.diceClasses.rawValue): worst relative error \(e)")
+    print("gradient check loss \(cfg.name) dice \(cfg.diceClasses.rawValue): worst relative error \(e)")
     #expect(e < 1e-2)
   }
 
@@ -73,5 +73,5 @@ struct LossTests {
 }
 
 extension LossConfiguration: CustomTestStringConvertible {
-  public var testDescription: String { "\(kind.rawValue) (\(diceClasses.rawValue), ε \(diceSmoothing))" }
+  public var testDescription: String { "\(name) (\(diceClasses.rawValue), ε \(diceSmoothing))" }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import SegTrain
 import Testing
 
@@ -67,6 +68,37 @@ struct OptimizerTests {
     let expected: [Float] = [1, 0.868198, 0.55, 0.231802, 0.1, 0.1]
     #expect(zip(rates, expected).allSatisfy { abs($0 - $1) < 1e-5 }, "\(rates)")
     #expect(LearningRateScheduler(.constant(0.3)).rate(step: 1000) == 0.3)
+  }
+
+  /// A cosine with a time budget anneals by the budget when that comes before the steps, keeps
+  /// its clock through a checkpoint's JSON, and reads format-1 JSON (no clock) as time 0.
+  @Test func cosineScheduleWithATimeBudget() throws {
+    var schedule = LearningRateSchedule.cosine(1, totalSteps: 1000, floor: 0.1)
+    schedule.budgetSeconds = 100
+    var s = LearningRateScheduler(schedule)
+    #expect(s.rate(step: 0) == 1)
+    s.advance(seconds: 50)
+    // Halfway through the budget at step 10 (1 % of the steps): the cosine's midpoint.
+    #expect(abs(s.progress(step: 10) - 0.5) < 1e-12 && abs(s.rate(step: 10) - 0.55) < 1e-6)
+    // Steps ahead of time: the steps decide.
+    #expect(abs(s.progress(step: 750) - 0.75) < 1e-12)
+    s.advance(seconds: 70)
+    #expect(s.progress(step: 10) == 1 && abs(s.rate(step: 10) - 0.1) < 1e-7)
+    s.advance(seconds: -5)
+    s.advance(seconds: .nan)
+    #expect(s.elapsedSeconds == 120)
+    let data = try JSONEncoder().encode(s)
+    let back = try JSONDecoder().decode(LearningRateScheduler.self, from: data)
+    #expect(back == s && back.schedule.budgetSeconds == 100)
+    // Format 1 wrote neither key.
+    let old = try JSONEncoder().encode(LearningRateScheduler(.cosine(1, totalSteps: 4, floor: 0.1)))
+    let text = String(decoding: old, as: UTF8.self).replacingOccurrences(of: ",\"elapsed_seconds\":0", with: "").replacingOccurrences(of: "\"elapsed_seconds\":0,", with: "")
+    #expect(!text.contains("elapsed") && !text.contains("budget"))
+    let v1 = try JSONDecoder().decode(LearningRateScheduler.self, from: Data(text.utf8))
+    #expect(v1.elapsedSeconds == 0 && v1.schedule.budgetSeconds == nil)
+    var bad = schedule
+    bad.budgetSeconds = 0
+    #expect(!bad.problems.isEmpty)
   }
 
   @Test func plateauSchedule() {

@@ -1,5 +1,6 @@
 import Foundation
 import SegCore
+import SegModel
 import SegTrain
 import Testing
 
@@ -34,7 +35,7 @@ struct UNetTests {
 
   @Test func referenceParameterCountAndLayout() {
     // The bench network of ../shared/bench (peers.py build_unet): 1,940,834 parameters.
-    let m = UNet(configuration: UNetConfiguration(depth: 4, baseWidth: 16, padding: .same), seed: 0)
+    let m = Network(configuration: UNetConfiguration(depth: 4, baseWidth: 16, padding: .same), seed: 0)
     #expect(m.parameterCount == 1_940_834)
     #expect(m.parameterViews.first?.name == "down.0.unit1.conv.weight")
     #expect(m.parameterViews.first?.shape == [16, 1, 3, 3])
@@ -55,10 +56,10 @@ struct UNetTests {
     }
     if let b = m.view(named: "down.1.unit2.conv.bias") { #expect(m.parameters[b.range].allSatisfy { $0 == 0 }) }
     // Same seed, same network; another seed, another.
-    #expect(UNet(configuration: m.configuration, seed: 0).parameters == m.parameters)
-    #expect(UNet(configuration: m.configuration, seed: 1).parameters != m.parameters)
+    #expect(Network(configuration: m.configuration, seed: 0).parameters == m.parameters)
+    #expect(Network(configuration: m.configuration, seed: 1).parameters != m.parameters)
     // Batch norm: convolutions lose their bias, γ = 1, running variance 1.
-    let bn = UNet(configuration: UNetConfiguration(depth: 2, baseWidth: 4, batchNorm: true), seed: 0)
+    let bn = Network(configuration: UNetConfiguration(depth: 2, baseWidth: 4, batchNorm: true), seed: 0)
     #expect(bn.view(named: "down.0.unit1.conv.bias") == nil)
     if let g = bn.view(named: "down.0.unit1.bn.weight") { #expect(bn.parameters[g.range].allSatisfy { $0 == 1 }) }
     if let rv = bn.view(named: "down.0.unit1.bn.running_var") { #expect(bn.state[rv.range].allSatisfy { $0 == 1 }) }
@@ -126,7 +127,7 @@ struct UNetTests {
   /// quotients in float32 too curved to bound tightly; check (1) covers it.
   @Test(arguments: netCases)
   func endToEndGradient(_ t: NetCase) {
-    let model = UNet(configuration: t.config, seed: 3)
+    let model = Network(configuration: t.config, seed: 3)
     let (x, targets, weights) = Self.batch(t.config, size: t.size, batch: t.batch, seed: 4)
     let trainer = Trainer(model: model, configuration: TrainingConfiguration(optimizer: .sgd(), schedule: .constant(0.1), loss: LossConfiguration(kind: t.loss), seed: 9))
     ComputeThreads.withCount(1) {
@@ -209,7 +210,7 @@ struct UNetTests {
     let out = config.outputSize(forInput: size) ?? 0
     #expect(out == (padding == .same ? 32 : 20))
     let (x, t) = Self.disks(size: size, output: out, seed: 17)
-    let trainer = Trainer(model: UNet(configuration: config, seed: 1), configuration: TrainingConfiguration(optimizer: .adam(), schedule: .constant(3e-3), seed: 1))
+    let trainer = Trainer(model: Network(configuration: config, seed: 1), configuration: TrainingConfiguration(optimizer: .adam(), schedule: .constant(3e-3), seed: 1))
     var first = 0.0, last = 0.0
     var steps = 0
     ComputeThreads.withCount(1) {
@@ -233,7 +234,7 @@ struct UNetTests {
   @Test func threadCountDoesNotChangeTheStep() {
     let config = UNetConfiguration(depth: 2, baseWidth: 8, padding: .valid, classes: 2)
     let (x, t, w) = Self.batch(config, size: 60, batch: 2, seed: 8)
-    let model = UNet(configuration: config, seed: 2)
+    let model = Network(configuration: config, seed: 2)
     let settings = TrainingConfiguration(optimizer: .sgd(momentum: 0.9), schedule: .constant(0.05), seed: 1)
     let a = Trainer(model: model, configuration: settings)
     let b = Trainer(model: model, configuration: settings)
@@ -249,7 +250,7 @@ struct UNetTests {
   @Test func evaluateMatchesTheTrainingLoss() {
     let config = UNetConfiguration(depth: 2, baseWidth: 4, padding: .valid, classes: 3)
     let (x, t, w) = Self.batch(config, size: 44, batch: 2, seed: 21)
-    let trainer = Trainer(model: UNet(configuration: config, seed: 4), configuration: TrainingConfiguration(loss: LossConfiguration(kind: .crossEntropyDice)))
+    let trainer = Trainer(model: Network(configuration: config, seed: 4), configuration: TrainingConfiguration(loss: LossConfiguration(kind: .crossEntropyDice)))
     ComputeThreads.withCount(1) {
       let train = trainer.computeGradients(input: x, targets: t, weights: w)
       let (value, probabilities) = trainer.evaluate(input: x, targets: t, weights: w)

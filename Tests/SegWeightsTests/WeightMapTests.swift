@@ -72,11 +72,9 @@ import Testing
   }
 
   /// The shared numerical reference (scipy, one EDT per cell): within 1e-3 on every pixel.
-  @Test func matchesTheSharedReference() throws {
-    guard let shared = TestPaths.shared else {
-      print("skipped: ../shared is absent")
-      return
-    }
+  @Test(.enabled(if: TestPaths.shared != nil, "../shared is absent"))
+  func matchesTheSharedReference() throws {
+    let shared = try #require(TestPaths.shared)
     let labels = try ImageDecoder.read(shared + "/bench/reference/weightmap_ref_input.png").image
     let expected = try NpyArray.decode(try FileIO.read(shared + "/bench/reference/weightmap_ref_output.npy")).doubles()
     for threads in [1, 2] {

@@ -1,6 +1,7 @@
 import Foundation
 import SegCache
 import SegCore
+import SegModel
 import SegIO
 import SegPipeline
 import SegTestSupport
@@ -38,7 +39,7 @@ func section(steps: Int, depth: Int = 2, width: Int = 4) -> TrainSection {
   var t = TrainSection()
   t.depth = depth
   t.width = width
-  t.optimizer = "adam"
+  t.optimizer = .adam
   t.learningRate = 0.003
   t.steps = steps
   t.batch = 2
@@ -87,7 +88,7 @@ func trainLosses(_ metrics: String) throws -> [String] {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let shards = try await trainingShards(dir)
     var full = section(steps: 40)
-    full.schedule = "constant"
+    full.schedule = .constant
     _ = try TrainingRun(options: TrainRunOptions(shards: shards, runDirectory: dir + "/a", section: full, threads: 1, seed: 9, resume: false, skipCorrupt: false)) { _ in }.run()
     var first = full
     first.steps = 20

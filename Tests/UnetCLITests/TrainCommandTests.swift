@@ -157,4 +157,32 @@ func trainLines(_ path: String) throws -> [String] {
     let noShards = try runUnet(["train", "--shards", dir + "/none", "--out", dir + "/r2"])
     #expect(noShards.stderrLines == ["unet: \(dir)/none/manifest.json: no manifest here (hint: make the shards with `unet prepare`)"])
   }
+
+  /// `--network unetpp|unet3p` trains from the same pipeline; predict (with `--prune` for
+  /// U-Net++) and eval work for each; bad choices are one-line errors.
+  @Test func everyNetworkTrainsPredictsAndEvaluates() throws {
+    let dir = TestPaths.temporaryDirectory("networks-cli")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let pipeline = try trainPipeline(dir, steps: 6)
+    for (network, extra) in [("unetpp", ["--loss", "cross_entropy+dice"]), ("unet3p", ["--loss", "hybrid", "--no-deep-supervision"])] {
+      let run = dir + "/run-" + network
+      let train = try runUnet(["train", pipeline, "--out", run, "--threads", "2", "--network", network] + extra, currentDirectory: dir)
+      #expect(train.status == 0, "\(network): \(train.stderr)")
+      #expect(train.stdout.contains(network == "unetpp" ? "training a U-Net++" : "training a UNet 3+"), "\(train.stdout)")
+      var predictArgs = ["predict", run + "/last.ckpt", TestPaths.fixtures + "/cells/images", "--out", dir + "/pred-" + network]
+      if network == "unetpp" { predictArgs += ["--prune", "1"] }
+      let predict = try runUnet(predictArgs)
+      #expect(predict.status == 0, "\(network): \(predict.stderr)")
+      let eval = try runUnet(["eval", dir + "/pred-" + network, TestPaths.fixtures + "/cells/labels", "--json"])
+      #expect(eval.status == 0 && eval.stdoutLines.count == 5, "\(network): \(eval.stderr)")
+    }
+    let badPrune = try runUnet(["predict", dir + "/run-unet3p/last.ckpt", TestPaths.fixtures + "/cells/images", "--out", dir + "/x", "--prune", "2"])
+    #expect(badPrune.status != 0 && badPrune.stderrLines.count == 1 && badPrune.stderr.contains("pruning applies to U-Net++ only"), "\(badPrune.stderr)")
+    let badLoss = try runUnet(["train", pipeline, "--out", dir + "/r", "--loss", "lovasz"], currentDirectory: dir)
+    #expect(badLoss.status != 0 && badLoss.stderr.contains("\"lovasz\" is not a loss"), "\(badLoss.stderr)")
+    let badNet = try runUnet(["train", pipeline, "--out", dir + "/r", "--network", "resnet"], currentDirectory: dir)
+    #expect(badNet.status != 0 && badNet.stderr.contains("resnet"), "\(badNet.stderr)")
+    let badPadding = try runUnet(["train", pipeline, "--out", dir + "/r", "--network", "unetpp", "--padding", "valid"], currentDirectory: dir)
+    #expect(badPadding.status != 0 && badPadding.stderrLines.count == 1 && badPadding.stderr.contains("same padding only"), "\(badPadding.stderr)")
+  }
 }

@@ -74,11 +74,11 @@ public enum AffineWarp {
     var out = PixelStorage.uint8([])
     let maskOut = PixelStorage.filled(mask?.pixelType ?? .uint8, count: mask == nil ? 0 : ow * oh) { mdst in
       out = PixelStorage.filled(.float32, count: image.channels * ow * oh) { dst in
-        let output = DisjointWrites(dst.bindMemory(to: Float.self))
-        let maskOutput = DisjointWrites(mdst.bindMemory(to: UInt8.self))
+        let output = SharedBuffer(dst.bindMemory(to: Float.self))
+        let maskOutput = SharedBuffer(mdst.bindMemory(to: UInt8.self))
         let chunks = max(1, min(oh, threads * 4))
         // Chunk k writes only its own output rows of both outputs.
-        parallelFor(chunks: chunks, threads: threads) { k in
+        Parallel.forEach(tasks: chunks, workers: threads) { _, k in
           let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes(width: ow), alignment: 64)
           defer { scratch.deallocate() }
           src.withUnsafeBufferPointer { s in
@@ -86,7 +86,7 @@ public enum AffineWarp {
               guard let sp = s.baseAddress, let dp = output.baseAddress else { return }
               let maskDst = maskBytes == 0 ? nil : maskOutput.baseAddress.map { UnsafeMutableRawPointer($0) }
               kernel(
-                sp, dp, maskBytes == 0 ? nil : ms.baseAddress, maskDst, maskBytes, chunkRange(k, of: chunks, count: oh),
+                sp, dp, maskBytes == 0 ? nil : ms.baseAddress, maskDst, maskBytes, Parallel.range(k, of: chunks, count: oh),
                 scratch)
             }
           }

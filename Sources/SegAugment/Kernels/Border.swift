@@ -29,17 +29,6 @@ public enum Border {
     return r > last ? period - r : r
   }
 
-  /// Integer reflect (numpy `reflect`): for any i, an index in 0..<n.
-  @inline(__always)
-  public static func reflect(_ i: Int, _ n: Int) -> Int {
-    if n <= 1 { return 0 }
-    if i >= 0 && i < n { return i }
-    let period = 2 * (n - 1)
-    var r = i % period
-    if r < 0 { r += period }
-    return r >= n ? period - r : r
-  }
-
   /// Clamps x into [0, n − 1].
   @inline(__always)
   public static func clamp(_ x: Float, _ n: Int) -> Float {

@@ -64,7 +64,7 @@ public enum ElasticField {
         let t = g - g0
         let b = Int(g0)
         let (w0, w1, w2, w3) = KernelWeights.bspline(t)
-        return (Border.reflect(b - 1, k), Border.reflect(b, k), Border.reflect(b + 1, k), Border.reflect(b + 2, k), w0, w1, w2, w3)
+        return (Pad.reflectIndex(b - 1, k), Pad.reflectIndex(b, k), Pad.reflectIndex(b + 1, k), Pad.reflectIndex(b + 2, k), w0, w1, w2, w3)
       }
     }
     let tx = taps(width)

@@ -116,12 +116,12 @@ extension SourceMap {
     var ys = [Float](repeating: 0, count: w * h)
     xs.withUnsafeMutableBufferPointer { px in
       ys.withUnsafeMutableBufferPointer { py in
-        let outX = DisjointWrites(px)
-        let outY = DisjointWrites(py)
+        let outX = SharedBuffer(px)
+        let outY = SharedBuffer(py)
         let chunks = max(1, min(h, threads * 4))
         // Chunk k writes only its own rows of outX/outY.
-        parallelFor(chunks: chunks, threads: threads) { k in
-          for row in chunkRange(k, of: chunks, count: h) {
+        Parallel.forEach(tasks: chunks, workers: threads) { _, k in
+          for row in Parallel.range(k, of: chunks, count: h) {
             for col in 0..<w {
               var u = Float(col)
               var v = Float(row)

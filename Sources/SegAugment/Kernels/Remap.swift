@@ -67,16 +67,16 @@ public enum Remap {
     let oh = map.height
     // The kernel writes every output sample (fill included): no zero fill first.
     let out = PixelStorage.filled(.float32, count: c * ow * oh) { raw in
-      let output = DisjointWrites(raw.bindMemory(to: Float.self))
+      let output = SharedBuffer(raw.bindMemory(to: Float.self))
       let chunks = max(1, min(oh, threads * 4))
       // Chunk k writes only its output rows (in every channel).
-      parallelFor(chunks: chunks, threads: threads) { k in
+      Parallel.forEach(tasks: chunks, workers: threads) { _, k in
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: AffineWarp.scratchBytes(width: ow), alignment: 64)
         defer { scratch.deallocate() }
         coefficients.withUnsafeBufferPointer { s in
           map.x.withUnsafeBufferPointer { mx in
             map.y.withUnsafeBufferPointer { my in
-              let rows = chunkRange(k, of: chunks, count: oh)
+              let rows = Parallel.range(k, of: chunks, count: oh)
               CKernels_remap(
                 s.baseAddress, Int32(w), Int32(h), Int32(c), output.baseAddress, Int32(ow), Int32(oh), mx.baseAddress,
                 my.baseAddress, CKernelCodes.interpolation(interpolation), CKernelCodes.border(border), fill,
@@ -97,14 +97,14 @@ public enum Remap {
     let src = source.storage
     // The kernel writes every output sample (0 where the map holds NaN).
     let out = PixelStorage.filled(source.pixelType, count: map.width * map.height) { dst in
-      let output = DisjointWrites(dst.bindMemory(to: UInt8.self))
+      let output = SharedBuffer(dst.bindMemory(to: UInt8.self))
       let chunks = max(1, min(map.height, threads * 4))
       // Chunk k writes only its output rows.
-      parallelFor(chunks: chunks, threads: threads) { k in
+      Parallel.forEach(tasks: chunks, workers: threads) { _, k in
         src.withUnsafeBytes { s in
           map.x.withUnsafeBufferPointer { mx in
             map.y.withUnsafeBufferPointer { my in
-              let rows = chunkRange(k, of: chunks, count: map.height)
+              let rows = Parallel.range(k, of: chunks, count: map.height)
               CKernels_remap_mask(
                 s.baseAddress, Int32(source.width), Int32(source.height), output.baseAddress.map { UnsafeMutableRawPointer($0) },
                 Int32(map.width), Int32(map.height), mx.baseAddress, my.baseAddress, bytes, Int32(rows.lowerBound),

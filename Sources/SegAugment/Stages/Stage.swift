@@ -78,11 +78,6 @@ public struct StageDraw: Sendable {
   }
 
   public static var skipped: StageDraw { StageDraw(action: .skipped, parameters: .object([("applied", false)])) }
-
-  public var isSkipped: Bool {
-    if case .skipped = action { return true }
-    return false
-  }
 }
 
 /// A stage of a pipeline: draws its parameters once per sample from the sample's own stream

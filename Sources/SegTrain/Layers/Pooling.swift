@@ -1,3 +1,5 @@
+import SegCore
+
 /// 2×2 max pooling with stride 2.
 ///
 /// Layout: X is N × C × H × W, Y is N × C × ⌊H/2⌋ × ⌊W/2⌋ (NCHW); an odd last row or column
@@ -122,30 +124,10 @@ public struct MaxPool2x2: Sendable {
   }
 
   /// Forward on a tensor.
-  public func forward(_ x: Tensor) -> Tensor {
-    checkTensor(x, "MaxPool2x2.forward")
-    var out = Tensor(shape: outputShape(for: x.shape))
-    x.data.withUnsafeBufferPointer { xp in
-      out.data.withUnsafeMutableBufferPointer { yp in forward(input: base(xp), shape: x.shape, output: base(yp)) }
-    }
-    return out
-  }
+  public func forward(_ x: Tensor) -> Tensor { MaxPool(factor: 2).forward(x) }
 
   /// dL/dX for the forward input `x` and dL/dY.
-  public func backward(input x: Tensor, outputGradient dy: Tensor) -> Tensor {
-    checkTensor(x, "MaxPool2x2.backward")
-    checkTensor(dy, "MaxPool2x2.backward")
-    precondition(dy.shape == outputShape(for: x.shape), "MaxPool2x2.backward: dY \(dy.shape) does not match \(outputShape(for: x.shape))")
-    var dx = Tensor(shape: x.shape)
-    x.data.withUnsafeBufferPointer { xp in
-      dy.data.withUnsafeBufferPointer { gp in
-        dx.data.withUnsafeMutableBufferPointer { dp in
-          backward(input: base(xp), shape: x.shape, outputGradient: base(gp), inputGradient: base(dp), accumulate: false)
-        }
-      }
-    }
-    return dx
-  }
+  public func backward(input x: Tensor, outputGradient dy: Tensor) -> Tensor { MaxPool(factor: 2).backward(input: x, outputGradient: dy) }
 }
 
 /// The rectifier Y = max(X, 0), element-wise, any layout.

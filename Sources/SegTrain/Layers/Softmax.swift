@@ -1,3 +1,5 @@
+import SegCore
+
 /// Softmax over the channel axis at every pixel.
 ///
 /// Layout: Z (logits) and P are N × K × H × W (NCHW);
@@ -34,32 +36,15 @@ public struct PixelSoftmax: Sendable {
   }
 
   public func forward(_ z: Tensor) -> Tensor {
-    checkTensor(z, "PixelSoftmax.forward")
-    var out = Tensor(shape: z.shape)
-    z.data.withUnsafeBufferPointer { zp in
-      out.data.withUnsafeMutableBufferPointer { pp in forward(logits: base(zp), shape: z.shape, probabilities: base(pp)) }
-    }
-    return out
+    z.mapped(to: z.shape, "PixelSoftmax.forward") { forward(logits: $0, shape: z.shape, probabilities: $1) }
   }
 
   /// dL/dZ from the forward output P and dL/dP.
   public func backward(probabilities p: Tensor, outputGradient dp: Tensor) -> Tensor {
-    checkTensor(p, "PixelSoftmax.backward")
-    checkTensor(dp, "PixelSoftmax.backward")
     precondition(p.shape == dp.shape, "PixelSoftmax.backward: shapes differ")
-    let s = p.shape
-    var dz = Tensor(shape: s)
-    for n in 0..<s.n {
-      for i in 0..<s.plane {
-        var dot: Float = 0
-        for k in 0..<s.c { dot += p.data[n * s.item + k * s.plane + i] * dp.data[n * s.item + k * s.plane + i] }
-        for k in 0..<s.c {
-          let j = n * s.item + k * s.plane + i
-          dz.data[j] = p.data[j] * (dp.data[j] - dot)
-        }
-      }
+    return Tensor.combined(p, dp, to: p.shape, "PixelSoftmax.backward") {
+      backward(probabilities: $0, shape: p.shape, outputGradient: $1, inputGradient: $2, accumulate: false)
     }
-    return dz
   }
 }
 

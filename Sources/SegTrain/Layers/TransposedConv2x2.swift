@@ -1,3 +1,5 @@
+import SegCore
+
 /// A 2×2 transposed convolution with stride 2 ("up-convolution"), with bias.
 ///
 /// Layout: X is N × C_in × H × W, Y is N × C_out × 2H × 2W (NCHW). The weight is
@@ -92,11 +94,11 @@ public struct TransposedConv2x2: Sendable {
     }
   }
 
-  /// Backward on raw buffers: adds dWt and db into `gradients`; writes dX (overwriting it)
-  /// when `inputGradient` is given.
+  /// Backward on raw buffers: adds dWt and db into `gradients`; writes dX (overwriting it, or
+  /// adding to it with `accumulateInputGradient`) when `inputGradient` is given.
   func backward(
     input x: UnsafePointer<Float>, inputShape s: TensorShape, outputGradient dy: UnsafePointer<Float>,
-    outputItemStride: Int? = nil, inputGradient dx: UnsafeMutablePointer<Float>?,
+    outputItemStride: Int? = nil, inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInputGradient: Bool = false,
     parameters: UnsafePointer<Float>,
     gradients: UnsafeMutablePointer<Float>, scratch: ScratchArena
   ) {
@@ -113,7 +115,7 @@ public struct TransposedConv2x2: Sendable {
     let scratchBase = SharedBuffer(scratch.floats(perWorker * active))
     let xs = SharedBuffer(x), dys = SharedBuffer(dy), ps = SharedBuffer(parameters)
     let dxs = dx.map { SharedBuffer($0) }
-    let wOff = weight.offset
+    let wOff = weight.offset, accumulate = accumulateInputGradient
     // Disjoint writes: worker w writes its own partial and dT block; task t writes dX rows
     // [r0, r1) of its item.
     Parallel.forEachBlock(tasks: tasks, workers: workers) { worker, range in
@@ -159,7 +161,7 @@ public struct TransposedConv2x2: Sendable {
           BLAS.sgemm(
             transA: false, transB: false, m: cin, n: nc, k: m4, alpha: 1,
             a: ps.readOnly + wOff, lda: m4, b: UnsafePointer(t), ldb: nc,
-            beta: 0, c: dxs + (item * s.item + r0 * s.w), ldc: s.plane)
+            beta: accumulate ? 1 : 0, c: dxs + (item * s.item + r0 * s.w), ldc: s.plane)
         }
       }
     }

@@ -1,3 +1,6 @@
+import SegCore
+import SegModel
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -14,38 +17,136 @@ public enum DiceClasses: String, Codable, Sendable, CaseIterable {
   case all
 }
 
-/// The training loss: pixel-weighted softmax cross-entropy, soft Dice, or their sum.
+/// The training loss: a sum of terms per head, the heads combined by ``HeadWeights``, plus the
+/// UNet 3+ CGM's binary cross-entropy.
+///
+/// Terms: `cross_entropy` (pixel-weighted by the shard's weight map), `dice` (soft Dice),
+/// `focal` (Lin et al. 2017), `iou` (soft Jaccard), `ms_ssim` (1 − MS-SSIM); `hybrid` names UNet
+/// 3+'s focal + ms_ssim + iou. Written as one name joined by `+` (`cross_entropy+dice`).
+///
+/// JSON keys: `terms` (list of names), `dice_classes`, `dice_smoothing`, `focal_alpha`,
+/// `focal_gamma`, `head_weights` (`"mean"`, `"sum"` or a list; absent: the architecture's
+/// default), `classification_weight`. Format-1 checkpoints wrote `kind` (`cross_entropy`,
+/// `dice`, `cross_entropy_dice`) instead of `terms`; both are read.
 public struct LossConfiguration: Codable, Sendable, Equatable {
+  /// One loss term (``LossTerm``).
+  public typealias Term = LossTerm
+
+  /// The loss kinds of format-1 checkpoints (and the API of the first trainer).
   public enum Kind: String, Codable, Sendable, CaseIterable {
     case crossEntropy = "cross_entropy"
     case dice
     case crossEntropyDice = "cross_entropy_dice"
+
+    var terms: [Term] {
+      switch self {
+      case .crossEntropy: return [.crossEntropy]
+      case .dice: return [.dice]
+      case .crossEntropyDice: return [.crossEntropy, .dice]
+      }
+    }
   }
 
-  public var kind: Kind
-  /// Classes the Dice term averages over (default `.foreground`).
+  /// The terms, in canonical order (unique, at least one).
+  public var terms: [Term]
+  /// Classes the Dice term averages over on a softmax head (default `.foreground`).
   public var diceClasses: DiceClasses
   /// The smoothing ε of the Dice ratio (default 1).
   public var diceSmoothing: Float
+  /// Focal α and γ (Lin et al.'s defaults 0.25 and 2).
+  public var focalAlpha: Float
+  public var focalGamma: Float
+  /// The heads' weights (nil: the architecture's default: one head 1, U-Net++ mean, UNet 3+ sum).
+  public var headWeights: HeadWeights?
+  /// The weight of the CGM's classification loss (UNet 3+).
+  public var classificationWeight: Float
 
-  public init(kind: Kind = .crossEntropy, diceClasses: DiceClasses = .foreground, diceSmoothing: Float = 1) {
+  public init(
+    terms: [Term], diceClasses: DiceClasses = .foreground, diceSmoothing: Float = 1, focalAlpha: Float = 0.25,
+    focalGamma: Float = 2, headWeights: HeadWeights? = nil, classificationWeight: Float = 1
+  ) {
     precondition(diceSmoothing >= 0, "LossConfiguration: Dice smoothing must be ≥ 0")
-    self.kind = kind
+    precondition(!terms.isEmpty, "LossConfiguration: no loss terms")
+    self.terms = Term.allCases.filter(terms.contains)
     self.diceClasses = diceClasses
     self.diceSmoothing = diceSmoothing
+    self.focalAlpha = focalAlpha
+    self.focalGamma = focalGamma
+    self.headWeights = headWeights
+    self.classificationWeight = classificationWeight
+  }
+
+  public init(kind: Kind = .crossEntropy, diceClasses: DiceClasses = .foreground, diceSmoothing: Float = 1) {
+    self.init(terms: kind.terms, diceClasses: diceClasses, diceSmoothing: diceSmoothing)
+  }
+
+  /// The terms of a name such as `cross_entropy+dice`, `hybrid` or `focal+iou` (nil for an
+  /// unknown or empty name).
+  public static func terms(named name: String) -> [Term]? { LossTerm.terms(named: name) }
+
+  /// The canonical name (`cross_entropy+dice`).
+  public var name: String { terms.map(\.rawValue).joined(separator: "+") }
+
+  /// What is wrong with these values (empty when usable).
+  public var problems: [String] {
+    var out: [String] = []
+    if terms.isEmpty { out.append("the loss has no terms") }
+    if !(focalAlpha >= 0 && focalAlpha <= 1) { out.append("focal_alpha must be in [0, 1], not \(focalAlpha)") }
+    if !(focalGamma >= 0) { out.append("focal_gamma must be ≥ 0, not \(focalGamma)") }
+    if !(classificationWeight >= 0) { out.append("classification_weight must be ≥ 0") }
+    if case .weights(let w)? = headWeights, w.isEmpty || w.contains(where: { !($0 >= 0) }) {
+      out.append("head weights must be non-negative numbers")
+    }
+    return out
   }
 
   enum CodingKeys: String, CodingKey {
-    case kind
+    case kind, terms
     case diceClasses = "dice_classes"
     case diceSmoothing = "dice_smoothing"
+    case focalAlpha = "focal_alpha"
+    case focalGamma = "focal_gamma"
+    case headWeights = "head_weights"
+    case classificationWeight = "classification_weight"
   }
 
-  var usesCrossEntropy: Bool { kind != .dice }
-  var usesDice: Bool { kind != .crossEntropy }
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let terms: [Term]
+    if let kind = try c.decodeIfPresent(Kind.self, forKey: .kind) {
+      terms = kind.terms
+    } else {
+      terms = try c.decode([Term].self, forKey: .terms)
+      guard !terms.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .terms, in: c, debugDescription: "no loss terms") }
+    }
+    let smoothing = try c.decodeIfPresent(Float.self, forKey: .diceSmoothing) ?? 1
+    guard smoothing >= 0 else { throw DecodingError.dataCorruptedError(forKey: .diceSmoothing, in: c, debugDescription: "dice_smoothing must be ≥ 0") }
+    self.init(
+      terms: terms, diceClasses: try c.decodeIfPresent(DiceClasses.self, forKey: .diceClasses) ?? .foreground,
+      diceSmoothing: smoothing, focalAlpha: try c.decodeIfPresent(Float.self, forKey: .focalAlpha) ?? 0.25,
+      focalGamma: try c.decodeIfPresent(Float.self, forKey: .focalGamma) ?? 2,
+      headWeights: try c.decodeIfPresent(HeadWeights.self, forKey: .headWeights),
+      classificationWeight: try c.decodeIfPresent(Float.self, forKey: .classificationWeight) ?? 1)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(terms, forKey: .terms)
+    try c.encode(diceClasses, forKey: .diceClasses)
+    try c.encode(diceSmoothing, forKey: .diceSmoothing)
+    try c.encode(focalAlpha, forKey: .focalAlpha)
+    try c.encode(focalGamma, forKey: .focalGamma)
+    try c.encodeIfPresent(headWeights, forKey: .headWeights)
+    try c.encode(classificationWeight, forKey: .classificationWeight)
+  }
+
+  var usesCrossEntropy: Bool { terms.contains(.crossEntropy) }
+  var usesDice: Bool { terms.contains(.dice) }
+  /// Terms a softmax head computes on its probabilities (beyond cross-entropy and Dice).
+  var probabilityTerms: [Term] { terms.filter { $0 == .focal || $0 == .iou || $0 == .msSSIM } }
 }
 
-/// The value of the loss and its parts.
+/// The value of the loss and its parts (each summed over the heads with their weights).
 public struct LossValue: Sendable, Equatable {
   /// The loss that was differentiated (the sum of the parts in use).
   public var total: Double
@@ -53,6 +154,20 @@ public struct LossValue: Sendable, Equatable {
   public var crossEntropy: Double?
   /// 1 − mean soft Dice, when Dice is in use.
   public var dice: Double?
+  /// Focal loss, when in use.
+  public var focal: Double? = nil
+  /// Soft Jaccard loss, when in use.
+  public var iou: Double? = nil
+  /// 1 − MS-SSIM, when in use.
+  public var msSSIM: Double? = nil
+  /// The CGM's binary cross-entropy (UNet 3+).
+  public var classification: Double? = nil
+
+  public init(total: Double, crossEntropy: Double? = nil, dice: Double? = nil) {
+    self.total = total
+    self.crossEntropy = crossEntropy
+    self.dice = dice
+  }
 }
 
 /// Softmax cross-entropy weighted per pixel, and soft Dice, on logits Z (N × K × H × W, NCHW)

@@ -1,3 +1,5 @@
+import SegCore
+
 /// Per-class overlap scores and pixel error of a predicted class map against the truth.
 public struct SegmentationScores: Sendable, Equatable {
   /// Dice_k = 2|P_k ∩ T_k| / (|P_k| + |T_k|) per class k; nil when class k is in neither map.
@@ -16,39 +18,66 @@ public struct SegmentationScores: Sendable, Equatable {
   }
 }
 
+/// Per-class pixel counts of a predicted class map against the truth, pooled over any number of
+/// images (so a validation set's Dice is that of all its pixels, not a mean of per-tile ratios).
+public struct ConfusionCounts: Sendable, Equatable {
+  public let classes: Int
+  /// |P_k ∩ T_k|, |P_k| and |T_k| per class.
+  public private(set) var intersection: [Int]
+  public private(set) var predicted: [Int]
+  public private(set) var truth: [Int]
+  /// Pixels whose predicted class differs from the true class, and pixels counted.
+  public private(set) var wrong = 0
+  public private(set) var pixels = 0
+
+  public init(classes: Int) {
+    precondition(classes >= 1, "ConfusionCounts: classes must be ≥ 1")
+    self.classes = classes
+    intersection = [Int](repeating: 0, count: classes)
+    predicted = intersection
+    truth = intersection
+  }
+
+  /// Adds one map (class ids 0 ..< classes, same length, any layout).
+  public mutating func add(predicted p: [Int32], truth t: [Int32]) {
+    precondition(p.count == t.count, "SegmentationMetrics: \(p.count) predicted vs \(t.count) true pixels")
+    for i in 0..<p.count {
+      let a = Int(p[i]), b = Int(t[i])
+      precondition(a >= 0 && a < classes && b >= 0 && b < classes, "SegmentationMetrics: class id outside 0..<\(classes) at pixel \(i)")
+      predicted[a] += 1
+      truth[b] += 1
+      if a == b { intersection[a] += 1 } else { wrong += 1 }
+    }
+    pixels += p.count
+  }
+
+  /// Dice_k, IoU_k (nil for a class in neither map) and the pixel error of the pixels so far.
+  public var scores: SegmentationScores {
+    var dice: [Double?] = []
+    var iou: [Double?] = []
+    for k in 0..<classes {
+      let total = predicted[k] + truth[k]
+      if total == 0 {
+        dice.append(nil)
+        iou.append(nil)
+      } else {
+        dice.append(2 * Double(intersection[k]) / Double(total))
+        iou.append(Double(intersection[k]) / Double(total - intersection[k]))
+      }
+    }
+    return SegmentationScores(dice: dice, iou: iou, pixelError: pixels == 0 ? 0 : Double(wrong) / Double(pixels), pixels: pixels)
+  }
+}
+
 /// Segmentation metrics: overlap scores, the ISBI 2012 foreground-restricted Rand error, and
 /// connected components.
 public enum SegmentationMetrics {
   /// Dice, IoU and pixel error of `predicted` against `truth` (class ids 0 ..< classes, same
   /// length, any layout).
   public static func scores(predicted: [Int32], truth: [Int32], classes: Int) -> SegmentationScores {
-    precondition(predicted.count == truth.count, "SegmentationMetrics: \(predicted.count) predicted vs \(truth.count) true pixels")
-    precondition(classes >= 1, "SegmentationMetrics: classes must be ≥ 1")
-    var inter = [Int](repeating: 0, count: classes)
-    var countP = [Int](repeating: 0, count: classes)
-    var countT = [Int](repeating: 0, count: classes)
-    var wrong = 0
-    for i in 0..<predicted.count {
-      let p = Int(predicted[i]), t = Int(truth[i])
-      precondition(p >= 0 && p < classes && t >= 0 && t < classes, "SegmentationMetrics: class id outside 0..<\(classes) at pixel \(i)")
-      countP[p] += 1
-      countT[t] += 1
-      if p == t { inter[p] += 1 } else { wrong += 1 }
-    }
-    var dice: [Double?] = []
-    var iou: [Double?] = []
-    for k in 0..<classes {
-      let total = countP[k] + countT[k]
-      if total == 0 {
-        dice.append(nil)
-        iou.append(nil)
-      } else {
-        dice.append(2 * Double(inter[k]) / Double(total))
-        iou.append(Double(inter[k]) / Double(total - inter[k]))
-      }
-    }
-    let err = predicted.isEmpty ? 0 : Double(wrong) / Double(predicted.count)
-    return SegmentationScores(dice: dice, iou: iou, pixelError: err, pixels: predicted.count)
+    var counts = ConfusionCounts(classes: classes)
+    counts.add(predicted: predicted, truth: truth)
+    return counts.scores
   }
 
   /// The class with the highest probability at each pixel of P (N × K × H × W), as N·H·W ids
@@ -77,53 +106,9 @@ public enum SegmentationMetrics {
   /// - Complexity: O(width·height), two passes with union–find.
   public static func connectedComponents(_ mask: [Bool], width: Int, height: Int) -> (labels: [Int32], count: Int) {
     precondition(mask.count == width * height, "connectedComponents: \(mask.count) pixels for \(width)×\(height)")
-    var labels = [Int32](repeating: 0, count: mask.count)
-    var parent: [Int32] = [0]
-    func find(_ a: Int32) -> Int32 {
-      var r = a
-      while parent[Int(r)] != r { r = parent[Int(r)] }
-      var c = a
-      while parent[Int(c)] != r {
-        let next = parent[Int(c)]
-        parent[Int(c)] = r
-        c = next
-      }
-      return r
-    }
-    for y in 0..<height {
-      for x in 0..<width {
-        let i = y * width + x
-        guard mask[i] else { continue }
-        let up: Int32 = y > 0 ? labels[i - width] : 0
-        let left: Int32 = x > 0 ? labels[i - 1] : 0
-        switch (up, left) {
-        case (0, 0):
-          let l = Int32(parent.count)
-          parent.append(l)
-          labels[i] = l
-        case (let u, 0): labels[i] = u
-        case (0, let l): labels[i] = l
-        case (let u, let l):
-          let ru = find(u), rl = find(l)
-          let r = min(ru, rl)
-          parent[Int(ru)] = r
-          parent[Int(rl)] = r
-          labels[i] = r
-        }
-      }
-    }
-    // Compact the roots to 1, 2, … in raster order of first appearance.
-    var compact = [Int32](repeating: 0, count: parent.count)
-    var next: Int32 = 0
-    for i in 0..<labels.count where labels[i] != 0 {
-      let r = Int(find(labels[i]))
-      if compact[r] == 0 {
-        next += 1
-        compact[r] = next
-      }
-      labels[i] = compact[r]
-    }
-    return (labels, Int(next))
+    let ids = ConnectedComponents.label(
+      mask.map { $0 ? 1 : 0 }, width: width, height: height, connectivity: .four, splitByValue: false)
+    return (ids.map { Int32(bitPattern: $0) }, Int(ids.max() ?? 0))
   }
 
   /// The result of ``randError(truth:proposal:)``.

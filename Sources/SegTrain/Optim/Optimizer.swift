@@ -1,3 +1,5 @@
+import SegCore
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)

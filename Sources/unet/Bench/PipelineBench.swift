@@ -23,12 +23,12 @@ enum PipelineBench {
     let count = min(samples ?? engine.sampleCount, Int.max)
     // More samples than the pipeline makes: go round again (same samples, fresh work).
     let indices = (0..<count).map { $0 % max(engine.sampleCount, 1) }
-    let start = nowMilliseconds()
+    let start = MonotonicClock.milliseconds()
     var checksum: Float = 0
     try await engine.run(indices: indices, workers: workers) { s in
       checksum += s.sample.image.floatSamples().first ?? 0
     }
-    let seconds = (nowMilliseconds() - start) / 1000
+    let seconds = (MonotonicClock.milliseconds() - start) / 1000
     blackHole(checksum)
     let rate = Double(count) / max(seconds, 1e-9)
     let fields: [(String, JSONValue)] = [

@@ -1,14 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// Monotonic time in milliseconds.
-@inline(__always)
-func nowMilliseconds() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) * 1e-6
-}
+import SegCore
 
 /// Keeps a value alive so the optimizer cannot delete the work that made it.
 @inline(never)
@@ -31,23 +21,23 @@ struct TimingStats {
 func timeFunction(repeats: Int, targetMs: Double = 5, maxInner: Int = 200, minWarmupMs: Double = 20,
                   _ body: () throws -> Void) rethrows -> TimingStats {
   try body()
-  var t0 = nowMilliseconds()
+  var t0 = MonotonicClock.milliseconds()
   try body()
-  let first = nowMilliseconds() - t0
+  let first = MonotonicClock.milliseconds() - t0
   let inner = max(1, min(maxInner, Int((targetMs / max(first, 1e-6)).rounded(.up))))
   var spent = 0.0
   var runs = 0
   while runs < inner || spent < minWarmupMs {
-    t0 = nowMilliseconds()
+    t0 = MonotonicClock.milliseconds()
     try body()
-    spent += nowMilliseconds() - t0
+    spent += MonotonicClock.milliseconds() - t0
     runs += 1
   }
   var samples: [Double] = []
   for _ in 0..<max(repeats, 1) {
-    t0 = nowMilliseconds()
+    t0 = MonotonicClock.milliseconds()
     for _ in 0..<inner { try body() }
-    samples.append((nowMilliseconds() - t0) / Double(inner))
+    samples.append((MonotonicClock.milliseconds() - t0) / Double(inner))
   }
   let (p25, median, p75) = quartiles(samples)
   return TimingStats(median: median, p25: p25, p75: p75, repeats: samples.count, inner: inner)

@@ -1,4 +1,3 @@
-import SegCache
 import SegCore
 
 /// Keeps two `unet prepare` processes from writing one shard folder at once.
@@ -9,14 +8,15 @@ import SegCore
 /// error naming the holder; nothing of the first run's is touched. In a folder that cannot be
 /// written (a read-only mount) no lock is taken: nothing can write there, and a run with
 /// nothing to do still succeeds.
-struct PrepareLock {
+public struct ShardSetLock {
   let lock: FileLock?
 
   static let wholeName = ".unet-prepare.lock"
   static func partName(_ index: Int) -> String { ".unet-prepare.part-\(index).lock" }
 
-  /// The lock of a run that writes `directory` (part `index` of `count`; count 1 is a whole run).
-  static func acquire(directory: String, part index: Int, of count: Int, merging: Bool = false) throws(CacheError) -> PrepareLock {
+  /// The lock of a run that writes `directory` (part `index` of `count`; count 1 is a whole run,
+  /// `merging` the merge of a distributed run), held until the value is released.
+  public static func acquire(directory: String, part index: Int, of count: Int, merging: Bool = false) throws(CacheError) -> ShardSetLock {
     let whole = directory + "/" + wholeName
     let mine = count > 1 && !merging ? directory + "/" + partName(index) : whole
     let outcome: FileLock.Outcome
@@ -27,7 +27,7 @@ struct PrepareLock {
       throw CacheError(.ioFailure, path: directory, error.message)
     }
     switch outcome {
-    case .unwritable: return PrepareLock(lock: nil)
+    case .unwritable: return ShardSetLock(lock: nil)
     case .held(let holder): throw busy(directory, holder)
     case .acquired(let lock):
       if mine != whole, let holder = FileLock.holder(whole) { throw busy(directory, holder) }
@@ -37,7 +37,7 @@ struct PrepareLock {
           if let holder = FileLock.holder(directory + "/" + name) { throw busy(directory, holder) }
         }
       }
-      return PrepareLock(lock: lock)
+      return ShardSetLock(lock: lock)
     }
   }
 

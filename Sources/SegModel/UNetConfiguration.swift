@@ -15,21 +15,10 @@
 /// convolution maps the top level to `classes` logits. Dropout with probability `dropout` is
 /// applied to the output of the bottom level (the end of the contracting path) in training.
 public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
-  /// The convolution padding.
-  public enum Padding: String, Codable, Sendable, CaseIterable {
-    /// No padding: each 3×3 convolution shrinks the image by 2 (the paper: 572 → 388).
-    case valid
-    /// Zero padding 1: the output has the input's size; sizes must be multiples of 2^depth.
-    case same
-  }
-
-  /// How the expanding path up-samples.
-  public enum UpMode: String, Codable, Sendable, CaseIterable {
-    /// 2×2 transposed convolution with stride 2 (the paper's "up-convolution").
-    case transposed
-    /// Bilinear ×2 (align_corners = False) with a 1×1 convolution.
-    case bilinear
-  }
+  /// The convolution padding (``NetworkPadding``).
+  public typealias Padding = NetworkPadding
+  /// How the expanding path up-samples (``UpMode``).
+  public typealias UpMode = SegModel.UpMode
 
   /// The format version of this structure; 1.
   public var version: Int
@@ -73,7 +62,8 @@ public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue), what: "network configuration")
+    try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue) + ["architecture"], what: "network configuration")
+    try expectArchitecture(decoder, .unet)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     version = try c.decode(Int.self, forKey: .version)
     guard version == Self.currentVersion else {
@@ -107,75 +97,20 @@ public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
   /// Channels at level i: base_width · 2^i.
   public func width(level i: Int) -> Int { baseWidth << i }
 
-  // MARK: - Size arithmetic
+  // MARK: - Size arithmetic (asked of ``geometry``)
+
+  /// The network's size rules.
+  public var geometry: NetworkGeometry { NetworkGeometry(architecture: .unet, depth: depth, padding: padding) }
 
   /// The output size (per axis) for an input size, or nil when the network cannot take it.
-  ///
-  /// `valid`: every 3×3 convolution removes 2 pixels; an input is legal when the size entering
-  /// every pooling is even and every size stays ≥ 1 (572 → 388 for depth 4). `same`: the
-  /// output equals the input, which must be a positive multiple of 2^depth.
-  public func outputSize(forInput n: Int) -> Int? {
-    switch padding {
-    case .same:
-      return n >= 1 && n % (1 << depth) == 0 ? n : nil
-    case .valid:
-      var s = n
-      for _ in 0..<depth {
-        s -= 4
-        if s < 2 || s % 2 != 0 { return nil }
-        s /= 2
-      }
-      s -= 4  // bottom block
-      if s < 1 { return nil }
-      for _ in 0..<depth {
-        s = 2 * s - 4
-        if s < 1 { return nil }
-      }
-      return s
-    }
-  }
+  public func outputSize(forInput n: Int) -> Int? { geometry.outputSize(forInput: n) }
 
   /// The input size (per axis) whose output has size `n`, or nil when no input gives it.
-  public func inputSize(forOutput n: Int) -> Int? {
-    switch padding {
-    case .same:
-      return outputSize(forInput: n) == nil ? nil : n
-    case .valid:
-      var s = n
-      for _ in 0..<depth {
-        s += 4
-        if s % 2 != 0 { return nil }
-        s /= 2
-      }
-      s += 4
-      for _ in 0..<depth { s = 2 * s + 4 }
-      return outputSize(forInput: s) == n ? s : nil
-    }
-  }
+  public func inputSize(forOutput n: Int) -> Int? { geometry.inputSize(forOutput: n) }
 
   /// The legal input sizes in a range, ascending.
-  public func legalInputSizes(in range: ClosedRange<Int>) -> [Int] {
-    range.filter { outputSize(forInput: $0) != nil }
-  }
+  public func legalInputSizes(in range: ClosedRange<Int>) -> [Int] { geometry.legalInputSizes(in: range) }
 
-  /// The smallest legal input size ≥ n, if any up to n + 2^(depth+1)·2.
-  public func nearestLegalInputSize(atLeast n: Int) -> Int? {
-    let step = 1 << (depth + 2)
-    return legalInputSizes(in: max(1, n)...(max(1, n) + step)).first
-  }
-}
-
-/// Throws when the keyed container at `decoder` holds a key not in `known`.
-func rejectUnknownKeys(_ decoder: any Decoder, known: [String], what: String) throws {
-  struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-  }
-  let c = try decoder.container(keyedBy: AnyKey.self)
-  let unknown = c.allKeys.map(\.stringValue).filter { !known.contains($0) }
-  if let first = unknown.sorted().first {
-    throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [AnyKey(stringValue: first)], debugDescription: "unknown key '\(first)' in the \(what) (known: \(known.sorted().joined(separator: ", ")))"))
-  }
+  /// The smallest legal input size ≥ n.
+  public func nearestLegalInputSize(atLeast n: Int) -> Int? { geometry.nearestLegalInputSize(atLeast: n) }
 }

@@ -1,7 +1,18 @@
-import SegCore
-
-/// Padding by mirroring.
+/// Mirror padding (numpy's `reflect`), the one kind of padding both the augmentation stages
+/// and the overlap-tile strategy use.
 public enum Pad {
+  /// The index numpy's `reflect` reads for position `i` of a row of `n` samples: mirror at 0
+  /// and n − 1 without repeating the edge (period 2(n − 1)), for any i; 0 when n ≤ 1.
+  @inline(__always)
+  public static func reflectIndex(_ i: Int, _ n: Int) -> Int {
+    if n <= 1 { return 0 }
+    if i >= 0 && i < n { return i }
+    let period = 2 * (n - 1)
+    var r = i % period
+    if r < 0 { r += period }
+    return r >= n ? period - r : r
+  }
+
   /// Pads every channel by the given margins with numpy's `reflect` (mirror without repeating
   /// the edge pixel), for any margin, also larger than the image (the reflection repeats).
   ///
@@ -27,8 +38,8 @@ public enum Pad {
     let h = image.height
     let ow = w + left + right
     let oh = h + top + bottom
-    let leftIndex = (0..<left).map { Border.reflect($0 - left, w) }
-    let rightIndex = (0..<right).map { Border.reflect(w + $0, w) }
+    let leftIndex = (0..<left).map { reflectIndex($0 - left, w) }
+    let rightIndex = (0..<right).map { reflectIndex(w + $0, w) }
     let count = ow * oh * image.channels
     return [T](unsafeUninitializedCapacity: count) { out, initialized in
       a.withUnsafeBufferPointer { src in
@@ -37,7 +48,7 @@ public enum Pad {
           let sp = s + c * w * h
           let op = o + c * ow * oh
           for y in 0..<oh {
-            let srow = sp + Border.reflect(y - top, h) * w
+            let srow = sp + reflectIndex(y - top, h) * w
             let orow = op + y * ow
             for i in 0..<left { (orow + i).initialize(to: srow[leftIndex[i]]) }
             (orow + left).initialize(from: srow, count: w)
