@@ -111,5 +111,21 @@ let package = Package(
     .testTarget(
       name: "UnetCLITests",
       dependencies: ["SegCore", "SegIO", "SegCache", "SegWeights", "SegModel", "SegTiling", "SegTrain", "SegWorkflow", "SegTestSupport", "unet"]),
+
+    // MARK: - Fuzzing (Tests/Fuzz; see .ci/fuzz)
+    .target(
+      name: "SegFuzzTargets", dependencies: ["SegCore", "SegIO", "SegCache", "SegPipeline", "SegTrain", "SegWorkflow"],
+      path: "Tests/Fuzz/Targets"),
+    .testTarget(name: "FuzzRegressionTests", dependencies: ["SegCore", "SegFuzzTargets", "SegTestSupport"], path: "Tests/Fuzz/RegressionTests"),
   ]
 )
+
+// The libFuzzer binary exists only when .ci/fuzz builds with UNET_FUZZ=1 (it needs
+// -sanitize=fuzzer, which supplies main, so a plain `swift build` must not see it).
+if Context.environment["UNET_FUZZ"] == "1" {
+  package.targets += [
+    .target(name: "CFuzzDriver", path: "Tests/Fuzz/Driver"),
+    .executableTarget(name: "unet-fuzz", dependencies: ["SegFuzzTargets", "CFuzzDriver"], path: "Tests/Fuzz/Entry"),
+  ]
+  package.products.append(.executable(name: "unet-fuzz", targets: ["unet-fuzz"]))
+}

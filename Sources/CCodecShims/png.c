@@ -4,8 +4,12 @@
 
 #include <png.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/// The largest non-IDAT chunk libpng may buffer (ICC profiles, text, EXIF are far smaller).
+#define CCODECSHIMS_PNG_MAX_CHUNK (16u << 20)
 
 struct CCodecShims_png_reader {
     png_structp png;
@@ -41,12 +45,48 @@ static void png_shim_read(png_structp png, png_bytep out, size_t count) {
     r->offset += count;
 }
 
+/// Walks the chunk list: every chunk must fit in the file. libpng allocates a chunk's buffer
+/// from its length field before reading it, so a 61-byte file whose tEXt claims 1.4 GB made it
+/// allocate (and touch) 1.4 GB before finding the end (found by the PNG fuzzer); after this
+/// check no chunk buffer exceeds the file's size.
+static int png_check_chunks(const uint8_t *data, size_t size, char *message, size_t cap) {
+    size_t offset = 8;
+    while (offset + 8 <= size) {
+        uint32_t length = (uint32_t)data[offset] << 24 | (uint32_t)data[offset + 1] << 16 |
+                          (uint32_t)data[offset + 2] << 8 | data[offset + 3];
+        const uint8_t *type = data + offset + 4;
+        if (length > 0x7fffffffu) {
+            shim_copy(message, cap, "a chunk length exceeds 2^31 - 1");
+            return CCodecShims_corrupt;
+        }
+        if ((size_t)length + 12 > size - offset) {
+            if (memcmp(type, "IDAT", 4) == 0) {
+                break;  // pixel data is streamed, not buffered: libpng reports where it ends
+            }
+            char text[160];
+            snprintf(text, sizeof text, "unexpected end of file: chunk %c%c%c%c at byte %zu claims %u bytes, %zu remain",
+                     type[0], type[1], type[2], type[3], offset, length, size - offset - 8);
+            shim_copy(message, cap, text);
+            return CCodecShims_truncated;
+        }
+        offset += (size_t)length + 12;
+        if (memcmp(type, "IEND", 4) == 0) {
+            break;
+        }
+    }
+    return CCodecShims_ok;
+}
+
 int CCodecShims_png_open(const uint8_t *data, size_t size, CCodecShims_png_reader **out,
                          CCodecShims_png_info *info, char *message, size_t message_capacity) {
     *out = NULL;
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
         shim_copy(message, message_capacity, "not a PNG file (bad signature)");
         return CCodecShims_corrupt;
+    }
+    int scan = png_check_chunks(data, size, message, message_capacity);
+    if (scan != CCodecShims_ok) {
+        return scan;
     }
     struct CCodecShims_png_reader *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -70,6 +110,10 @@ int CCodecShims_png_open(const uint8_t *data, size_t size, CCodecShims_png_reade
     // Our own limits are checked by the caller against its pixel budget; lift libpng's
     // default 1,000,000 × 1,000,000 cap so the caller sees the declared size and decides.
     png_set_user_limits(r->png, 0x7fffffff, 0x7fffffff);
+    // Bound what libpng inflates from compressed ancillary chunks (zTXt, iTXt, iCCP bombs) and
+    // how many ancillary chunks it keeps. (Chunk lengths were checked against the file above.)
+    png_set_chunk_malloc_max(r->png, CCODECSHIMS_PNG_MAX_CHUNK);
+    png_set_chunk_cache_max(r->png, 1000);
     png_set_read_fn(r->png, r, png_shim_read);
 #ifdef PNG_IGNORE_ADLER32
     // Every IDAT chunk is already covered by its CRC-32, which libpng checks; zlib's Adler-32

@@ -381,6 +381,16 @@ int CCodecShims_tiff_read_planar(CCodecShims_tiff_reader *r, uint8_t *pixels,
         tiff_fail(message, message_capacity, &r->messages, "bad tile layout");
         return CCodecShims_corrupt;
     }
+    // A tile may overhang the image, but one far larger than the whole page is a hostile
+    // header (the fuzzer found 2^20 × 2^17 tiles: a 134 GB buffer for a 1 kB file).
+    size_t page = (size_t)width * height * (size_t)(bytes > 0 ? bytes : 1) * (size_t)samples;
+    size_t most = 2 * (page > ((size_t)16 << 20) ? page : ((size_t)16 << 20));
+    if ((size_t)tile_size > most) {
+        char text[160];
+        snprintf(text, sizeof text, "tiles of %u × %u are far larger than the %u × %u image", tw, th, width, height);
+        shim_copy(message, message_capacity, text);
+        return CCodecShims_corrupt;
+    }
     uint8_t *buffer = malloc((size_t)tile_size);
     uint8_t *bits = bilevel ? malloc(tw) : NULL;
     if (buffer == NULL || (bilevel && bits == NULL)) {

@@ -17,12 +17,17 @@ int CSystemShims_set_malloc_thresholds(long mmap_threshold, long trim_threshold)
 }
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 
-static volatile sig_atomic_t stop_signal = 0;
+/* Written by the signal handler (on whichever thread takes the signal) and read by the training
+   thread: a lock-free atomic, which is async-signal-safe. (A volatile sig_atomic_t is only safe
+   within one thread; ThreadSanitizer reported the cross-thread race.) */
+static _Atomic int stop_signal = 0;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be a lock-free atomic");
 
 static void on_stop_signal(int sig) {
-    stop_signal = sig;
+    atomic_store(&stop_signal, sig);
     /* A second signal of the same kind takes the default action (terminates at once). */
     signal(sig, SIG_DFL);
 }
@@ -37,4 +42,4 @@ int CSystemShims_install_stop_handlers(void) {
     return rc == 0 ? 0 : -1;
 }
 
-int CSystemShims_stop_signal(void) { return (int)stop_signal; }
+int CSystemShims_stop_signal(void) { return atomic_load(&stop_signal); }

@@ -18,6 +18,10 @@ public enum CacheErrorCode: String, CaseIterable, ErrorCode {
   case corrupt
   /// A member is not what the manifest says (wrong name, dtype or shape).
   case badMember
+  /// Another process is writing the shard folder.
+  case locked
+  /// A count or size above a resource limit (refused before allocating).
+  case tooLarge
   /// Partial manifests that do not belong together.
   case mergeConflict
   /// Writing failed.

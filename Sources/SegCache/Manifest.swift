@@ -61,16 +61,24 @@ public struct ShardManifest: Codable, Sendable, Equatable {
   }
 
   /// Reads and checks `manifest.json` (or a partial manifest) at `path`.
-  public static func read(_ path: String) throws(CacheError) -> ShardManifest {
+  public static func read(_ path: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) -> ShardManifest {
     let bytes: [UInt8]
     do {
-      bytes = try FileIO.read(path)
+      bytes = try FileIO.read(path, maxBytes: limits.maxManifestBytes)
     } catch {
+      if error.code == .tooLarge {
+        throw CacheError(.tooLarge, path: path, "\(error.message) (a manifest of at most \(limits.maxSamples) samples)", hint: ManifestLimits.hint)
+      }
       if error.code == .notFound {
         throw CacheError(.missingManifest, path: path, "no manifest here", hint: "make the shards with `unet prepare`")
       }
       throw CacheError(.ioFailure, path: path, error.message)
     }
+    return try decode(bytes, path: path)
+  }
+
+  /// Parses and checks manifest bytes (`path` names the file in errors).
+  public static func decode(_ bytes: [UInt8], path: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) -> ShardManifest {
     let manifest: ShardManifest
     do {
       manifest = try JSONDecoder().decode(ShardManifest.self, from: Data(bytes))
@@ -86,6 +94,7 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         .unsupportedVersion, path: path, "manifest version \(manifest.version) is not supported (this unet reads \(currentVersion))",
         hint: "rebuild with this unet's `unet prepare`")
     }
+    try manifest.check(path: path, limits: limits)
     return manifest
   }
 

@@ -4,7 +4,9 @@ extension ShardSetWriter {
   /// Joins the partial manifests of a distributed run (`manifest.part-*.json`) into
   /// manifest.json, after checking that they belong together, that no part is missing and
   /// that every shard they list is there with its recorded size.
-  public static func merge(directory: String) throws(CacheError) -> ShardManifest {
+  public static func merge(directory: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) -> ShardManifest {
+    let lock = try ShardSetLock.acquire(directory: directory, part: 0, of: 1, merging: true)
+    defer { withExtendedLifetime(lock) {} }
     let names: [String]
     do {
       names = try FileIO.listDirectory(directory).filter { $0.hasPrefix("manifest.part-") && $0.hasSuffix(".json") }
@@ -15,7 +17,7 @@ extension ShardSetWriter {
       throw CacheError(.missingManifest, path: directory, "no partial manifests (manifest.part-*.json) to merge")
     }
     var parts: [ShardManifest] = []
-    for name in names { parts.append(try ShardManifest.read(directory + "/" + name)) }
+    for name in names { parts.append(try ShardManifest.read(directory + "/" + name, limits: limits)) }
     guard let first = parts.first, let info = first.part else {
       throw CacheError(.mergeConflict, path: directory + "/" + names[0], "not a partial manifest")
     }
@@ -54,9 +56,13 @@ extension ShardSetWriter {
       settings: first.settings, sources: first.sources, datasetStatistics: first.datasetStatistics,
       classFrequencies: first.classFrequencies, shards: shards)
     do {
-      try FileIO.writeAtomically(try merged.encoded(), to: directory + "/" + ShardFileNames.manifest)
+      try ShardSetWriter.writeUnlessSame(try merged.encoded(), to: directory + "/" + ShardFileNames.manifest)
     } catch {
       throw CacheError(.ioFailure, path: directory + "/" + ShardFileNames.manifest, "\(error)")
+    }
+    // Temporary manifests of merges killed before their rename (we hold the lock: none is live).
+    for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasPrefix(".manifest.json.tmp-") {
+      FileIO.remove(directory + "/" + name)
     }
     return merged
   }

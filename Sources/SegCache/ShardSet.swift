@@ -72,7 +72,7 @@ public enum SampleCodec {
   /// The image back as float32 (integer dtypes multiplied by `scale`).
   public static func decodeImage(_ bytes: [UInt8], scale: Double, path: String, key: String) throws(CacheError) -> Image {
     let array = try decodeArray(bytes, path: path, key: key, member: "image")
-    guard array.shape.count == 3 else {
+    guard array.shape.count == 3, array.shape.allSatisfy({ $0 >= 1 }) else {
       throw CacheError(.badMember, path: path, "\(key).image.npy has shape \(array.shape), expected C × H × W")
     }
     var values = array.floats()
@@ -86,7 +86,7 @@ public enum SampleCodec {
   /// A mask (integer dtype kept) or weight map (float32) back from H × W `.npy`.
   public static func decodePlane(_ bytes: [UInt8], path: String, key: String, member: String) throws(CacheError) -> Image {
     let array = try decodeArray(bytes, path: path, key: key, member: member)
-    guard array.shape.count == 2 else {
+    guard array.shape.count == 2, array.shape.allSatisfy({ $0 >= 1 }) else {
       throw CacheError(.badMember, path: path, "\(key).\(member).npy has shape \(array.shape), expected H × W")
     }
     let (h, w) = (array.shape[0], array.shape[1])
@@ -95,6 +95,15 @@ public enum SampleCodec {
     case .uint16: return Image(width: w, height: h, pixels: array.values(as: UInt16.self))
     case .uint32: return Image(width: w, height: h, pixels: array.values(as: UInt32.self))
     default: return Image(width: w, height: h, pixels: array.floats())
+    }
+  }
+
+  /// A sample's JSON record.
+  public static func decodeRecord(_ bytes: [UInt8], path: String, key: String) throws(CacheError) -> JSONValue {
+    do {
+      return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    } catch {
+      throw CacheError(.badMember, path: path, "\(key).json is not valid JSON")
     }
   }
 
@@ -113,11 +122,17 @@ public struct ShardSet: Sendable {
   public let manifest: ShardManifest
 
   /// Opens `directory/manifest.json`.
-  public init(directory: String) throws(CacheError) {
+  public init(directory: String, limits: ManifestLimits = ManifestLimits()) throws(CacheError) {
     var dir = directory
     while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
     self.directory = dir
-    self.manifest = try ShardManifest.read(dir + "/manifest.json")
+    self.manifest = try ShardManifest.read(dir + "/manifest.json", limits: limits)
+  }
+
+  /// A shard set whose manifest was read already (e.g. checked by the caller).
+  public init(directory: String, manifest: ShardManifest) {
+    self.directory = directory
+    self.manifest = manifest
   }
 
   public func path(ofShard i: Int) -> String { directory + "/" + manifest.shards[i].name }
@@ -213,13 +228,7 @@ public struct ShardSet: Sendable {
     let weight = try entry.weight.map { (r) throws(CacheError) -> Image in
       try SampleCodec.decodePlane(try slice(r), path: path, key: entry.key, member: "weight")
     }
-    let jsonBytes = try slice(entry.json)
-    let record: JSONValue
-    do {
-      record = try JSONDecoder().decode(JSONValue.self, from: Data(jsonBytes))
-    } catch {
-      throw CacheError(.badMember, path: path, "\(entry.key).json is not valid JSON")
-    }
+    let record = try SampleCodec.decodeRecord(try slice(entry.json), path: path, key: entry.key)
     return StoredSample(key: entry.key, image: image, mask: mask, weight: weight, record: record, shard: i, member: m)
   }
 }

@@ -200,8 +200,15 @@ public struct ShardSetWriter: Sendable {
   public func writeManifest(_ manifest: ShardManifest) throws -> String {
     let name = manifest.part.map { ShardFileNames.partManifest($0.index, of: $0.count) } ?? ShardFileNames.manifest
     let path = directory + "/" + name
-    try FileIO.writeAtomically(try manifest.encoded(), to: path)
+    try Self.writeUnlessSame(try manifest.encoded(), to: path)
     return path
+  }
+
+  /// Writes `bytes` atomically unless the file holds them already, so a run with nothing to do
+  /// writes nothing (and succeeds on a read-only folder).
+  static func writeUnlessSame(_ bytes: [UInt8], to path: String) throws(FileIOError) {
+    if let existing = try? FileIO.read(path), existing == bytes { return }
+    try FileIO.writeAtomically(bytes, to: path)
   }
 
   /// Removes shards and indexes numbered at or above `count` (left from a bigger earlier run),

@@ -119,8 +119,9 @@ public final class TarFileWriter {
   public init(path: String) throws(FileIOError) {
     self.path = path
     self.temporary = FileIO.temporaryName(for: path)
+    // Errors name `path` (the shard being written), not the temporary name.
     fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    if fd < 0 { throw FileIOError(errno: errno, path: temporary, doing: "create") }
+    if fd < 0 { throw FileIOError(errno: errno, path: path, doing: "create") }
   }
 
   deinit {
@@ -131,7 +132,7 @@ public final class TarFileWriter {
   }
 
   private func write(_ bytes: [UInt8]) throws(FileIOError) {
-    try FileIO.writeAll(fd, bytes, path: temporary)
+    try FileIO.writeAll(fd, bytes, path: path)
     hasher.update(bytes)
     bytesWritten += bytes.count
   }
@@ -151,7 +152,7 @@ public final class TarFileWriter {
   public func finish() throws(FileIOError) -> (bytes: Int, sha256: String) {
     try write([UInt8](repeating: 0, count: 2 * Tar.block))
     if fsync(fd) != 0 {
-      throw FileIOError(errno: errno, path: temporary, doing: "fsync")
+      throw FileIOError(errno: errno, path: path, doing: "fsync")
     }
     close(fd)
     finished = true

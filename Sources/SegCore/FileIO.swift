@@ -13,6 +13,8 @@ public typealias FileIOError = DomainError<FileIOErrorCode>
 /// The codes of ``FileIOError``.
 public enum FileIOErrorCode: String, ErrorCode {
   case notFound, permissionDenied, isDirectory, ioFailure
+  /// Larger than the caller's limit (refused before reading).
+  case tooLarge
 }
 
 extension DomainError where Code == FileIOErrorCode {
@@ -39,8 +41,9 @@ public struct FileStatus: Sendable, Equatable {
 /// Whole-file reads and crash-safe whole-file writes through POSIX calls, with errors that
 /// carry errno's reason (Foundation's `contents(atPath:)` only says nil).
 public enum FileIO {
-  /// The bytes of the file at `path`.
-  public static func read(_ path: String) throws(FileIOError) -> [UInt8] {
+  /// The bytes of the file at `path`; a file of more than `maxBytes` bytes is refused
+  /// (`.tooLarge`) before anything is read.
+  public static func read(_ path: String, maxBytes: Int = Int.max) throws(FileIOError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 { throw FileIOError(errno: errno, path: path, doing: "open") }
     defer { close(fd) }
@@ -49,8 +52,11 @@ public enum FileIO {
     if (st.st_mode & S_IFMT) == S_IFDIR {
       throw FileIOError(.isDirectory, path: path, "is a directory, not a file")
     }
-    var out = [UInt8]()
     let expected = Int(st.st_size)
+    if expected > maxBytes {
+      throw FileIOError(.tooLarge, path: path, "is \(expected) bytes, above the limit of \(maxBytes)")
+    }
+    var out = [UInt8]()
     out.reserveCapacity(max(expected, 0) + 1)
     var chunk = [UInt8](repeating: 0, count: max(1 << 16, min(expected + 1, 1 << 26)))
     while true {
@@ -60,6 +66,9 @@ public enum FileIO {
         throw FileIOError(errno: errno, path: path, doing: "read")
       }
       if n == 0 { break }
+      if n > maxBytes - out.count {
+        throw FileIOError(.tooLarge, path: path, "grew past the limit of \(maxBytes) bytes while being read")
+      }
       out.append(contentsOf: chunk[0..<n])
     }
     return out
@@ -70,16 +79,17 @@ public enum FileIO {
   /// folder.
   public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(FileIOError) {
     let tmp = temporaryName(for: path)
+    // Errors name `path` (what the caller asked for), not the temporary name.
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    if fd < 0 { throw FileIOError(errno: errno, path: tmp, doing: "create") }
+    if fd < 0 { throw FileIOError(errno: errno, path: path, doing: "create") }
     var ok = false
     defer {
       if !ok { unlink(tmp) }
     }
     do {
       defer { close(fd) }
-      try writeAll(fd, bytes, path: tmp)
-      if fsync(fd) != 0 { throw FileIOError(errno: errno, path: tmp, doing: "fsync") }
+      try writeAll(fd, bytes, path: path)
+      if fsync(fd) != 0 { throw FileIOError(errno: errno, path: path, doing: "fsync") }
     }
     if rename(tmp, path) != 0 { throw FileIOError(errno: errno, path: path, doing: "rename into place") }
     ok = true

@@ -126,6 +126,25 @@ public enum ImageDecoder {
   }
 }
 
+extension ImageDecoder {
+  /// Bytes of decoded samples the pixel budget allows: 16 per pixel (four float32 channels).
+  static func byteBudget(_ options: DecodeOptions) -> Int {
+    options.maxPixels.multipliedReportingOverflow(by: 16).overflow ? Int.max : options.maxPixels * 16
+  }
+
+  /// Throws `.tooLarge` when decoded samples of `bytes` bytes exceed the budget's bytes (files
+  /// with many channels: the pixel count alone does not bound their memory).
+  static func checkByteBudget(_ bytes: Int, what: String, options: DecodeOptions) throws(ImageIOError) {
+    let limit = byteBudget(options)
+    if bytes > limit {
+      throw ImageIOError(
+        .tooLarge, "declared size \(what) needs \(bytes == Int.max ? "more than \(limit)" : "\(bytes)") bytes, "
+          + "above the \(limit) bytes the pixel budget of \(options.maxPixels) pixels allows (16 per pixel)",
+        hint: "raise it with --max-pixels if the file is genuine")
+    }
+  }
+}
+
 /// The text of a NUL-terminated C message buffer.
 func cMessage(_ buffer: [CChar]) -> String {
   let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }

@@ -26,8 +26,9 @@ public enum JPEGCodec {
       var rc: Int32 = 0
       let interleaved = [UInt8](unsafeUninitializedCapacity: pixels * channels) { out, count in
         rc = CCodecShims_jpeg_read(reader, out.baseAddress, out.count, &message, message.count)
-        if rc != 0 { out.initialize(repeating: 0) }
-        count = pixels * channels
+        // On failure nothing is kept (no zero fill: a tiny file claiming a huge image must
+        // not make us touch all of it).
+        count = rc == 0 ? pixels * channels : 0
       }
       guard rc == 0 else { throw codecError(rc, message) }
       let planar = interleaved.withUnsafeBufferPointer {

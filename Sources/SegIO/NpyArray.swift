@@ -169,9 +169,14 @@ public struct NpyArray: Sendable, Equatable {
   /// Parses a whole `.npy` file.
   public static func decode(_ bytes: [UInt8]) throws(ImageIOError) -> NpyArray {
     let (header, offset) = try parseHeader(bytes)
-    let count = header.shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+    var count = 1
+    for d in header.shape {
+      let (product, overflow) = count.multipliedReportingOverflow(by: d)
+      guard !overflow else { throw ImageIOError(.corrupt, "npy shape \(header.shape) is too large") }
+      count = product
+    }
     let needed = count.multipliedReportingOverflow(by: header.dtype.size)
-    guard !needed.overflow, count >= 0 else { throw ImageIOError(.corrupt, "npy shape \(header.shape) is too large") }
+    guard !needed.overflow else { throw ImageIOError(.corrupt, "npy shape \(header.shape) is too large") }
     guard bytes.count - offset >= needed.partialValue else {
       throw ImageIOError(.truncated, "npy data has \(bytes.count - offset) bytes; shape \(header.shape) of \(header.dtype.rawValue) needs \(needed.partialValue)")
     }
@@ -266,6 +271,7 @@ public struct NpyArray: Sendable, Equatable {
       throw ImageIOError(.unsupported, "npy shape \(dims) is not H × W or C × H × W")
     }
     let (c, h, w) = dims.count == 2 ? (1, dims[0], dims[1]) : (dims[0], dims[1], dims[2])
+    guard c >= 1 && h >= 1 && w >= 1 else { throw ImageIOError(.unsupported, "npy shape \(dims) holds no pixels") }
     try ImageDecoder.checkBudget(width: w, height: h, pages: c, options: options)
     let array = try decode(bytes)
     let image: Image
@@ -315,6 +321,10 @@ struct PyLiteralParser {
 
   private let chars: [Character]
   private var i = 0
+  private var depth = 0
+  /// Deeper nesting than an .npy header ever has (its shape tuple sits in a dict) is refused,
+  /// so a hostile header cannot exhaust the stack.
+  static let maxDepth = 16
 
   init(_ text: String) { chars = Array(text) }
 
@@ -331,6 +341,12 @@ struct PyLiteralParser {
   private mutating func value() throws -> Value {
     skipSpace()
     guard i < chars.count else { throw Failure() }
+    let opens = chars[i] == "{" || chars[i] == "(" || chars[i] == "["
+    if opens {
+      depth += 1
+      guard depth <= Self.maxDepth else { throw Failure() }
+    }
+    defer { if opens { depth -= 1 } }
     switch chars[i] {
     case "{":
       i += 1

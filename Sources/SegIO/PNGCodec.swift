@@ -79,8 +79,7 @@ public enum PNGCodec {
       if sampleBytes == 2 {
         let interleaved = [UInt16](unsafeUninitializedCapacity: samples) { out, count in
           rc = read(into: UnsafeMutableRawBufferPointer(out))
-          if rc != 0 { out.initialize(repeating: 0) }
-          count = samples
+          count = rc == 0 ? samples : 0  // nothing kept on failure (no zero fill)
         }
         guard rc == 0 else { throw codecError(rc, message) }
         let planar = channels == 1 ? interleaved : interleaved.withUnsafeBufferPointer {
@@ -90,8 +89,7 @@ public enum PNGCodec {
       } else {
         let interleaved = [UInt8](unsafeUninitializedCapacity: samples) { out, count in
           rc = read(into: UnsafeMutableRawBufferPointer(out))
-          if rc != 0 { out.initialize(repeating: 0) }
-          count = samples
+          count = rc == 0 ? samples : 0  // nothing kept on failure (no zero fill)
         }
         guard rc == 0 else { throw codecError(rc, message) }
         let planar = channels == 1 ? interleaved : interleaved.withUnsafeBufferPointer {

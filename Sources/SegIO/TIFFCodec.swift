@@ -70,6 +70,7 @@ public enum TIFFCodec {
 
       var infos: [CCodecShims_tiff_page] = []
       var total = 0
+      var totalBytes = 0
       for index in 0..<Int(pageCount) {
         var page = CCodecShims_tiff_page()
         let rc = CCodecShims_tiff_page_info(reader, Int32(index), &page, &message, message.count)
@@ -80,6 +81,14 @@ public enum TIFFCodec {
           try ImageDecoder.checkBudget(
             width: Int(page.width), height: Int(page.height), pages: Int(pageCount), options: options)
         }
+        // Many channels multiply the memory: the budget's bytes count every sample.
+        let sampleBytes = max(1, Int(page.bits_per_sample) / 8) * max(1, Int(page.samples_per_pixel))
+        let (bytes, o1) = area.multipliedReportingOverflow(by: sampleBytes)
+        let (sum, o2) = totalBytes.addingReportingOverflow(bytes)
+        totalBytes = o1 || o2 ? Int.max : sum
+        try ImageDecoder.checkByteBudget(
+          totalBytes, what: "\(page.width) × \(page.height) × \(page.samples_per_pixel) channels of \(page.bits_per_sample) bits",
+          options: options)
         infos.append(page)
       }
       var pages: [Image] = []
@@ -177,40 +186,41 @@ public enum TIFFCodec {
     let bytes = bps == 1 ? 1 : bps / 8
     let planeBytes = plane * bytes
     var message = [CChar](repeating: 0, count: 512)
-    var rc: Int32 = 0
-    /// The samples decoded straight into an array of their type (no zero fill, no copy).
-    func samples<T>(_: T.Type) -> [T] {
+    /// The samples decoded straight into an array of their type (no zero fill, no copy; on
+    /// failure nothing is touched beyond what the decoder wrote, then the error is thrown).
+    func samples<T>(_: T.Type) throws(ImageIOError) -> [T] {
       let count = planeBytes * spp / MemoryLayout<T>.stride
-      return [T](unsafeUninitializedCapacity: count) { out, initialized in
+      var rc: Int32 = 0
+      let values = [T](unsafeUninitializedCapacity: count) { out, initialized in
         let raw = UnsafeMutableRawBufferPointer(out)
         rc = CCodecShims_tiff_read_planar(
           reader, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), planeBytes, &message, message.count)
-        if rc != 0 { raw.initializeMemory(as: UInt8.self, repeating: 0) }
-        initialized = count
+        initialized = rc == 0 ? count : 0
       }
+      guard rc == 0 else { throw codecError(rc, message) }
+      return values
     }
     var image: Image
     switch (bps, format) {
     case (1, _), (8, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt8.self))
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(UInt8.self))
     case (8, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(Int8.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(Int8.self).map { Float($0) })
     case (16, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt16.self))
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(UInt16.self))
     case (16, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(Int16.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(Int16.self).map { Float($0) })
     case (16, 3):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt16.self).map { halfToFloat($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(UInt16.self).map { halfToFloat($0) })
     case (32, 1):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(UInt32.self))
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(UInt32.self))
     case (32, 2):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(Int32.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(Int32.self).map { Float($0) })
     case (32, 3):
-      image = Image(width: width, height: height, channels: spp, pixels: samples(Float.self))
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(Float.self))
     default:  // (64, 3)
-      image = Image(width: width, height: height, channels: spp, pixels: samples(Double.self).map { Float($0) })
+      image = Image(width: width, height: height, channels: spp, pixels: try samples(Double.self).map { Float($0) })
     }
-    guard rc == 0 else { throw codecError(rc, message) }
     if page.photometric == 3 && options.palette == .expand && spp == 1 && image.pixelType.isInteger {
       image = try expandPalette(reader, image, bits: bps)
     }

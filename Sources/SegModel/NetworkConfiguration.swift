@@ -68,11 +68,19 @@ public enum NetworkConfiguration: Sendable, Equatable, Hashable, Codable {
 
   /// What is wrong with this configuration (empty when it is usable).
   public var problems: [String] {
+    var out: [String]
     switch self {
-    case .unet(let c): return c.problems
-    case .unetpp(let c): return c.problems
-    case .unet3p(let c): return c.problems
+    case .unet(let c): out = c.problems
+    case .unetpp(let c): out = c.problems
+    case .unet3p(let c): out = c.problems
     }
+    // Bounds on every width and channel count, so no product the builders form can overflow
+    // (a checkpoint header can name any numbers; a base width near 2^62 shifted left by the
+    // depth wraps to a small number and passed the check above).
+    if baseWidth > 1 << 20 { out.append("base_width must be at most 2^20, not \(baseWidth)") }
+    if inputChannels > 1 << 16 { out.append("input_channels must be at most 65536, not \(inputChannels)") }
+    if outputChannels > 1 << 16 { out.append("classes must be at most 65536, not \(outputChannels)") }
+    return out
   }
 
   /// The output size (per axis) for an input size, or nil when the network cannot take it.

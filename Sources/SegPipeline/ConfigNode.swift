@@ -15,12 +15,14 @@ struct ConfigNode {
     PipelineError(code, path: file, line: line, key: keyPath, message, hint: hint)
   }
 
-  /// Parses YAML text into the root node.
-  static func parse(_ text: String, file: String) throws(PipelineError) -> ConfigNode {
+  /// Parses YAML text into the root node, within `limits` (see ``YAMLGuard``).
+  static func parse(_ text: String, file: String, limits: PipelineLimits) throws(PipelineError) -> ConfigNode {
+    try YAMLGuard.prescan(text, file: file, limits: limits)
     do {
       guard let root = try Yams.compose(yaml: text) else {
         throw PipelineError(.syntax, path: file, line: 1, "the file is empty")
       }
+      try YAMLGuard.countNodes(root, file: file, limits: limits)
       return ConfigNode(node: root, file: file, keyPath: "")
     } catch let e as PipelineError {
       throw e

@@ -22,6 +22,8 @@ public enum PipelineErrorCode: String, CaseIterable, ErrorCode {
   case sizeMismatch
   /// A source file could not be decoded.
   case badSource
+  /// The file asks for more than a resource limit allows (refused before allocating).
+  case tooLarge
 
   public static var subject: String? { "pipeline" }
 }

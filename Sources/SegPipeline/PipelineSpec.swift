@@ -87,19 +87,21 @@ public struct PipelineSpec: Sendable {
   ]
 
   /// Reads and validates a pipeline file.
-  public static func load(_ path: String) throws(PipelineError) -> PipelineSpec {
+  public static func load(_ path: String, limits: PipelineLimits = PipelineLimits()) throws(PipelineError) -> PipelineSpec {
     let bytes: [UInt8]
     do {
       bytes = try FileIO.read(path)
     } catch {
       throw PipelineError(.unreadable, path: path, error.message)
     }
-    return try parse(String(decoding: bytes, as: UTF8.self), file: path)
+    return try parse(String(decoding: bytes, as: UTF8.self), file: path, limits: limits)
   }
 
   /// Parses pipeline text (`file` names it in errors and anchors relative paths).
-  public static func parse(_ text: String, file: String) throws(PipelineError) -> PipelineSpec {
-    let root = try ConfigNode.parse(text, file: file)
+  public static func parse(
+    _ text: String, file: String, limits: PipelineLimits = PipelineLimits()
+  ) throws(PipelineError) -> PipelineSpec {
+    let root = try ConfigNode.parse(text, file: file, limits: limits)
     let m = try ConfigMapping(root, allowed: topLevelKeys)
     let versionNode = try m.required("version")
     let version = try versionNode.int()
@@ -168,8 +170,10 @@ public struct PipelineSpec: Sendable {
       var list: [SourcePair] = []
       for item in try pairs.list() {
         let pm = try ConfigMapping(item, allowed: ["image", "mask"])
-        let images = try pm.required("image").strings()
-        list.append(SourcePair(stem: ImageFiles.stem(images[0]), images: images, mask: try pm["mask"]?.string()))
+        let imageNode = try pm.required("image")
+        let images = try imageNode.strings()
+        guard let first = images.first else { throw imageNode.error(.noSources, "a pair needs at least one image") }
+        list.append(SourcePair(stem: ImageFiles.stem(first), images: images, mask: try pm["mask"]?.string()))
       }
       guard !list.isEmpty else { throw pairs.error(.noSources, "the list of pairs is empty") }
       return .pairs(list)

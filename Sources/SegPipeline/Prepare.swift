@@ -72,6 +72,8 @@ public enum Preparer {
     // The async part is kept to the two awaits; everything else lives in PreparePlan (this
     // also keeps the function small enough for the optimizer's coroutine splitting).
     let start = MonotonicClock.seconds()
+    let lock = try ShardSetLock.acquire(directory: options.outputDirectory, part: options.partIndex, of: options.partCount)
+    defer { withExtendedLifetime(lock) {} }
     let plan = try PreparePlan(spec: spec, options: options)
     if plan.needsStatisticsPass {
       plan.useStatistics(from: try await plan.engine.preparingDatasetStatistics(workers: options.workers))

@@ -70,8 +70,10 @@ public enum Preview {
   }
 
   /// Renders samples already in a shard set.
-  public static func fromShards(_ directory: String, options: PreviewOptions) throws -> PreviewResult {
-    let set = try ShardSet(directory: directory)
+  public static func fromShards(
+    _ directory: String, options: PreviewOptions, limits: ManifestLimits = ManifestLimits()
+  ) throws -> PreviewResult {
+    let set = try ShardSet(directory: directory, limits: limits)
     var rows: [Row] = []
     let kind = MaskKind(rawValue: set.manifest.settings.maskKind ?? "auto") ?? .auto
     outer: for i in set.manifest.shards.indices {

@@ -201,9 +201,12 @@ public struct Checkpoint: Sendable {
     else {
       throw CheckpointError(.badHeader, path: path, "header does not describe a swift-unet checkpoint", hint: rebuild)
     }
-    let floats = header.parameterCount + header.stateCount + header.optimizerStateCount
-    let expected = 16 + headerLength + 4 * floats + 32
-    if bytes.count < expected {
+    // Counts from a hostile header: sum them without overflow (the file size bounds them next).
+    let (counts, o1) = header.parameterCount.addingReportingOverflow(header.stateCount)
+    let (floats, o2) = counts.addingReportingOverflow(header.optimizerStateCount)
+    let (floatBytes, o3) = floats.multipliedReportingOverflow(by: 4)
+    let expected = o1 || o2 || o3 ? Int.max : (16 + headerLength + 32).addingReportingOverflow(floatBytes).partialValue
+    if bytes.count < expected || expected < 0 {
       throw CheckpointError(.truncated, path: path, "truncated: \(bytes.count) bytes, the header announces \(expected)", hint: rebuild)
     }
     if bytes.count > expected {
@@ -224,6 +227,15 @@ public struct Checkpoint: Sendable {
     if let p = inference.problem(for: header.network) { problems.append(p) }
     if let first = problems.first {
       throw CheckpointError(.badHeader, path: path, "invalid configuration in header: \(first)", hint: rebuild)
+    }
+    // The network's buffers are allocated only when the counts stored match its layout: a
+    // header naming a huge network in a small file is refused before anything of its size is.
+    let layout = Network.build(header.network, training: true)
+    guard layout.parameterCount == header.parameterCount, layout.stateCount == header.stateCount else {
+      throw CheckpointError(
+        .wrongArchitecture, path: path,
+        "sizes do not match its network: \(header.parameterCount) parameters stored, the network has \(layout.parameterCount)",
+        hint: "the checkpoint was written by an incompatible build")
     }
     var model = Network(structureOf: header.network)
     guard model.parameters.count == header.parameterCount, model.state.count == header.stateCount,

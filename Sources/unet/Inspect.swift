@@ -20,8 +20,10 @@ struct Inspect: ParsableCommand {
   @Flag(help: "One JSON object instead of text.")
   var json = false
 
+  @OptionGroup var manifestFlags: ManifestFlags
+
   func run() throws {
-    let set = try ShardSet(directory: directory)
+    let set = try ShardSet(directory: directory, limits: manifestFlags.limits)
     let stats = ShardSetStatistics(set, readSamples: !fast, verify: verify)
     print(json ? jsonReport(set.manifest, stats).serialized() : textReport(set.manifest, stats))
     for (_, error) in stats.corrupt { reportError(error) }

@@ -11,9 +11,18 @@ struct PipelineFlags: ParsableArguments {
           completion: .directory)
   var source: String?
 
+  @Option(help: ArgumentHelp(
+    "Refuse pipeline files whose YAML expands to more nodes than this through aliases (\"billion laughs\").",
+    valueName: "n"))
+  var maxYamlNodes: Int = PipelineLimits.defaultMaxNodes
+
+  func validate() throws {
+    guard maxYamlNodes >= 1 else { throw ValidationError("--max-yaml-nodes must be positive") }
+  }
+
   /// Loads the pipeline and applies --source.
   func load(_ path: String) throws -> PipelineSpec {
-    let spec = try PipelineSpec.load(path)
+    let spec = try PipelineSpec.load(path, limits: PipelineLimits(maxNodes: maxYamlNodes))
     return source.map { spec.overridingSource($0) } ?? spec
   }
 }
@@ -66,6 +75,7 @@ struct Prepare: AsyncParsableCommand {
   var quiet = false
 
   @OptionGroup var pipelineFlags: PipelineFlags
+  @OptionGroup var manifestFlags: ManifestFlags
 
   func validate() throws {
     guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
@@ -104,7 +114,7 @@ struct Prepare: AsyncParsableCommand {
   func run() async throws {
     let output = out ?? pipeline.map { defaultOutput(for: $0, "shards") } ?? "out/shards"
     if merge {
-      let manifest = try ShardSetWriter.merge(directory: output)
+      let manifest = try ShardSetWriter.merge(directory: output, limits: manifestFlags.limits)
       print("merged \(manifest.shards.count) shards (\(manifest.sampleCount) samples, \(formatBytes(manifest.byteCount))) into \(output)/manifest.json")
       return
     }

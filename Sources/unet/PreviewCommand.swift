@@ -37,6 +37,7 @@ struct PreviewCommand: AsyncParsableCommand {
   var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
   @OptionGroup var pipelineFlags: PipelineFlags
+  @OptionGroup var manifestFlags: ManifestFlags
 
   func validate() throws {
     guard (pipeline == nil) != (shards == nil) else { throw ValidationError("give a pipeline file or --shards DIR (one of them)") }
@@ -51,7 +52,7 @@ struct PreviewCommand: AsyncParsableCommand {
     let options = PreviewOptions(count: count, seed: seed, outputDirectory: output, panelSize: panel, workers: workers)
     let result: PreviewResult
     if let shards {
-      result = try Preview.fromShards(shards, options: options)
+      result = try Preview.fromShards(shards, options: options, limits: manifestFlags.limits)
     } else if let pipeline {
       result = try await Preview.fromPipeline(try pipelineFlags.load(pipeline), options: options)
     } else {

@@ -143,6 +143,7 @@ struct Train: AsyncParsableCommand {
 
   @OptionGroup var flags: TrainFlags
   @OptionGroup var pipelineFlags: PipelineFlags
+  @OptionGroup var manifestFlags: ManifestFlags
 
   func validate() throws {
     guard (pipeline == nil) != (shards == nil) else { throw ValidationError("give a pipeline file or --shards DIR (one of them)") }
@@ -153,6 +154,7 @@ struct Train: AsyncParsableCommand {
   }
 
   func run() async throws {
+    manifestFlags.export()
     var section = TrainSection()
     var shardDirectory = shards ?? ""
     var runSeed = seed ?? 0

@@ -1,4 +1,5 @@
 import Foundation
+import SegCore
 
 /// The result of running a command.
 public struct CommandResult: Sendable {
@@ -36,7 +37,9 @@ public func runCommand(
   let outData = out.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
   try? errHandle.close()
-  let errData = FileManager.default.contents(atPath: errPath) ?? Data()
+  // FileIO, not FileManager.contents(atPath:), which leaks its buffer for an empty file
+  // (swift-foundation; seen under LeakSanitizer).
+  let errData = (try? FileIO.read(errPath)) ?? []
   return CommandResult(
     status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
     stderr: String(decoding: errData, as: UTF8.self))
