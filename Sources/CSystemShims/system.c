@@ -43,3 +43,18 @@ int CSystemShims_install_stop_handlers(void) {
 }
 
 int CSystemShims_stop_signal(void) { return atomic_load(&stop_signal); }
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
+
+int CSystemShims_die_with_parent(int parent) {
+#if defined(__linux__)
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    return getppid() == (pid_t)parent ? 0 : 1;
+#else
+    (void)parent;
+    return -1;
+#endif
+}

@@ -24,10 +24,14 @@ public struct ShardManifest: Codable, Sendable, Equatable {
   public var shards: [ShardEntry]
   /// For a partial manifest of a distributed run: which part this is.
   public var part: PartInfo?
+  /// The pipeline's `train:` section (how to train on these shards; `unet train --shards` reads
+  /// it). Not part of the pipeline's hash: it decides no shard's bytes.
+  public var train: JSONValue?
 
   public init(
     pipeline: JSONValue, pipelineSHA256: String, pipelineFile: String?, settings: ShardSettings, sources: [SourceEntry],
-    datasetStatistics: StatisticsEntry?, classFrequencies: [UInt64]?, shards: [ShardEntry], part: PartInfo? = nil
+    datasetStatistics: StatisticsEntry?, classFrequencies: [UInt64]?, shards: [ShardEntry], part: PartInfo? = nil,
+    train: JSONValue? = nil
   ) {
     self.format = Self.formatName
     self.version = Self.currentVersion
@@ -40,10 +44,11 @@ public struct ShardManifest: Codable, Sendable, Equatable {
     self.classFrequencies = classFrequencies
     self.shards = shards
     self.part = part
+    self.train = train
   }
 
   enum CodingKeys: String, CodingKey {
-    case format, version, pipeline, settings, sources, shards, part
+    case format, version, pipeline, settings, sources, shards, part, train
     case pipelineSHA256 = "pipeline_sha256"
     case pipelineFile = "pipeline_file"
     case datasetStatistics = "dataset_statistics"

@@ -54,7 +54,7 @@ extension ShardSetWriter {
     let merged = ShardManifest(
       pipeline: first.pipeline, pipelineSHA256: first.pipelineSHA256, pipelineFile: first.pipelineFile,
       settings: first.settings, sources: first.sources, datasetStatistics: first.datasetStatistics,
-      classFrequencies: first.classFrequencies, shards: shards)
+      classFrequencies: first.classFrequencies, shards: shards, train: first.train)
     do {
       try ShardSetWriter.writeUnlessSame(try merged.encoded(), to: directory + "/" + ShardFileNames.manifest)
     } catch {

@@ -104,7 +104,7 @@ public struct PipelineEngine: Sendable {
     let source = index / spec.samplesPerImage
     let k = index % spec.samplesPerImage
     let (image, mask) = try load(source: source)
-    let stream = RandomStream(seed: spec.seed, path: [UInt64(source), UInt64(k)])
+    let stream = RandomStream(seed: spec.streamSeed, path: [UInt64(source), UInt64(k)])
     let result = Augmenter.run(
       spec.stages, on: Sample(image: image, mask: mask), rng: stream, interpolation: spec.interpolation, fill: spec.fill,
       trackMap: trackMap)
@@ -125,6 +125,7 @@ public struct PipelineEngine: Sendable {
       ])),
       ("sample", .int(k)),
       ("seed", .int(Int(truncatingIfNeeded: spec.seed))),
+    ] + (spec.epoch > 0 ? [("epoch", JSONValue.int(spec.epoch))] : []) + [
       ("stream", .string(String(stream.key, radix: 16))),
       ("shape", .array([.int(out.image.channels), .int(out.image.height), .int(out.image.width)])),
       ("stages", .array(stageRecords)),

@@ -55,6 +55,22 @@ public struct PipelineSpec: Sendable {
   public var shards: ShardOutputSettings
   /// The `train:` section (defaults when absent).
   public var train: TrainSection
+  /// The augmentation epoch (0: the shards `prepare` makes; e ≥ 1: the fresh draws training
+  /// prepares for its e-th pass over the data).
+  public var epoch = 0
+
+  /// The seed every random stream of a sample is keyed by: the pipeline's seed for epoch 0,
+  /// a seed derived from it and the epoch otherwise (so each epoch draws new augmentations and
+  /// crops, equally reproducible).
+  public var streamSeed: UInt64 { epoch == 0 ? seed : mix64(seed ^ mix64(0xE90C_0000_0000_0000 &+ UInt64(epoch))) }
+
+  /// The same pipeline for augmentation epoch `e` (see ``epoch``).
+  public func forEpoch(_ e: Int) -> PipelineSpec {
+    precondition(e >= 0, "PipelineSpec: negative epoch")
+    var s = self
+    s.epoch = e
+    return s
+  }
 
   public init(
     file: String = "", seed: UInt64 = 0, sources: SourceSpec, samplesPerImage: Int = 1, mask: MaskSettings = .init(),
@@ -209,7 +225,7 @@ public struct PipelineSpec: Sendable {
   /// The settings that decide the samples' bytes, as canonical JSON (keys in a fixed order,
   /// no file paths): the pipeline part of the cache key.
   public var canonical: JSONValue {
-    .object([
+    .object((epoch > 0 ? [("epoch", JSONValue.int(epoch))] : []) + [
       ("version", .int(version)), ("seed", .int(Int(truncatingIfNeeded: seed))), ("samples_per_image", .int(samplesPerImage)),
       ("mask", .object([("kind", .string(mask.kind.rawValue)), ("connectivity", .int(mask.connectivity.rawValue))])),
       ("interpolation", .string(interpolation.rawValue)), ("border", .string(border.rawValue)), ("fill", .double(Double(fill))),

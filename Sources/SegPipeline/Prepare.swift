@@ -121,7 +121,7 @@ public enum Preparer {
   /// `max_bytes` judging by the first sample's size.
   static func samplesPerShard(_ engine: PipelineEngine, _ storage: ShardOutputSettings) throws -> Int {
     guard let limit = storage.maxBytes, engine.sampleCount > 0 else { return storage.samplesPerShard }
-    let tiles = Tiler(settings: engine.spec.tiles, seed: engine.spec.seed).tiles(of: try engine.sample(0))
+    let tiles = Tiler(settings: engine.spec.tiles, seed: engine.spec.streamSeed).tiles(of: try engine.sample(0))
     let bytes = tiles.reduce(0) {
       $0 + ShardBuilder.estimatedBytes(
         imageSamples: $1.image.sampleCount, imageDType: storage.imageDType, maskSamples: $1.mask?.sampleCount ?? 0,
@@ -248,7 +248,7 @@ final class PreparePlan {
     guard let settings else { throw CacheError(.ioFailure, path: writer.directory, "shard settings were not decided") }
     return BuildState(
       directory: writer.directory, perShard: perShard, total: engine.sampleCount, settings: settings,
-      tiler: Tiler(settings: spec.tiles, seed: spec.seed), keys: keys, indices: indices.count, start: start,
+      tiler: Tiler(settings: spec.tiles, seed: spec.streamSeed), keys: keys, indices: indices.count, start: start,
       progress: progress)
   }
 
@@ -270,7 +270,8 @@ final class PreparePlan {
       pipeline: pipelineJSON, pipelineSHA256: pipelineHash, pipelineFile: spec.file.isEmpty ? nil : spec.file,
       settings: settings, sources: sources, datasetStatistics: statistics, classFrequencies: frequencies,
       shards: shardEntries,
-      part: isPart ? PartInfo(index: options.partIndex, count: options.partCount, totalShards: shardCount) : nil)
+      part: isPart ? PartInfo(index: options.partIndex, count: options.partCount, totalShards: shardCount) : nil,
+      train: spec.train.json)
     let manifestPath = try writer.writeManifest(manifest)
     if !isPart { writer.removeStale(keeping: shardCount) }
     return PrepareSummary(

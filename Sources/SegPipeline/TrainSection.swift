@@ -17,6 +17,8 @@ import SegModel
 ///   prediction: {heads: mean}       # U-Net++: mean of the heads, or {heads: prune, prune_depth: 2}
 ///   calibration: pixel_error        # threshold chosen on the validation images: rand_error | none
 ///   keep_best: false                # also best.ckpt (lowest validation loss)
+///   fresh_augmentation: true        # new augmentations every epoch, prepared in the background
+///   keep_epochs: 2                  # fresh-epoch shard sets kept on disk
 ///   steps: 2000                     # or epochs: 20
 ///   batch: 1
 ///   validation: {fraction: 0.2}     # or {sources: [stem, …]}
@@ -61,6 +63,11 @@ public struct TrainSection: Sendable, Equatable {
   public var calibration: CalibrationMetric? = .pixelError
   /// Keep `best.ckpt`, the checkpoint of the lowest validation loss, beside `last.ckpt`.
   public var keepBest = false
+  /// Draw fresh augmentations for every epoch (prepared in the background while the epoch
+  /// before trains) instead of cycling the shards' tiles; needs the pipeline file.
+  public var freshAugmentation = true
+  /// Fresh-epoch shard sets kept on disk (the one in use and the next count among them).
+  public var keepEpochs = 2
   public var steps: Int?
   public var epochs: Int?
   public var batch = 1
@@ -76,7 +83,8 @@ public struct TrainSection: Sendable, Equatable {
   public init() {}
 
   static let keys = [
-    "network", "optimizer", "schedule", "loss", "prediction", "calibration", "keep_best", "steps", "epochs", "batch",
+    "network", "optimizer", "schedule", "loss", "prediction", "calibration", "keep_best", "fresh_augmentation", "keep_epochs",
+    "steps", "epochs", "batch",
     "validation", "eval_every", "checkpoint_every", "log_every", "max_gradient_norm", "shuffle_buffer", "classes",
   ]
 
@@ -120,6 +128,11 @@ public struct TrainSection: Sendable, Equatable {
       }
     }
     if let n = m["keep_best"] { t.keepBest = try n.bool() }
+    if let n = m["fresh_augmentation"] { t.freshAugmentation = try n.bool() }
+    if let n = m["keep_epochs"] {
+      t.keepEpochs = try n.int()
+      try n.check((2...1000).contains(t.keepEpochs), "keep_epochs must be 2...1000 (the epoch in use and the next)")
+    }
     if let n = m["prediction"] {
       let pm = try ConfigMapping(n, allowed: ["heads", "prune_depth"])
       t.prediction.heads = try pm["heads"]?.choice(InferenceSettings.Heads.self) ?? .mean

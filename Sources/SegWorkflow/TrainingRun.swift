@@ -23,10 +23,13 @@ public struct TrainRunOptions: Sendable {
   /// Polled after every step; a non-nil reason (e.g. a caught SIGTERM) stops the run the same
   /// way as the time limit.
   public var stopRequest: (@Sendable () -> String?)?
+  /// How to make fresh augmentations per epoch (used when `section.freshAugmentation` is on);
+  /// nil: the run cycles the shards' tiles.
+  public var freshAugmentation: FreshAugmentation?
 
   public init(
     shards: String, runDirectory: String, section: TrainSection, threads: Int, seed: UInt64, resume: Bool, skipCorrupt: Bool,
-    timeLimit: Double? = nil, stopRequest: (@Sendable () -> String?)? = nil
+    timeLimit: Double? = nil, stopRequest: (@Sendable () -> String?)? = nil, freshAugmentation: FreshAugmentation? = nil
   ) {
     self.shards = shards
     self.runDirectory = runDirectory
@@ -37,6 +40,7 @@ public struct TrainRunOptions: Sendable {
     self.skipCorrupt = skipCorrupt
     self.timeLimit = timeLimit
     self.stopRequest = stopRequest
+    self.freshAugmentation = freshAugmentation
   }
 }
 
@@ -93,6 +97,11 @@ public final class TrainingRun {
   var skipped: Set<Int> = []
   /// The threshold chosen on the validation images at the end of the run.
   var calibration: CalibrationResult?
+  /// Fresh augmentations per epoch, when on.
+  var epochs: EpochShards?
+  /// Whether the current stream reads a fresh epoch's set (not the run's shards).
+  var streamingEpochSet = false
+  var epochSkipped: Set<Int> = []
 
   public var metricsPath: String { options.runDirectory + "/metrics.jsonl" }
   public var plotPath: String { options.runDirectory + "/training.png" }
@@ -113,6 +122,9 @@ public final class TrainingRun {
     totalSteps = t.steps ?? (t.epochs.map { $0 * perEpoch } ?? 1000)
     metadataBase = Self.checkpointMetadata(options: options, manifest: set.manifest, data: data)
     try FileIO.makeDirectories(options.runDirectory)
+    if t.freshAugmentation, let fresh = options.freshAugmentation {
+      epochs = EpochShards(runDirectory: options.runDirectory, keep: t.keepEpochs, fresh: fresh)
+    }
     let last = options.runDirectory + "/last.ckpt"
     if options.resume, FileIO.exists(last) {
       let checkpoint = try Checkpoint.read(from: last, expecting: configuration)
@@ -135,7 +147,7 @@ public final class TrainingRun {
     let t = options.section
     let start = MonotonicClock.seconds()
     let startStep = trainer.stepCount
-    var stream = makeStream(epoch: trainer.epoch)
+    var stream = try makeStream(epoch: trainer.epoch)
     for _ in 0..<epochSamples { _ = try nextSample(&stream) }
     var intervalLoss = 0.0
     var intervalSteps = 0
@@ -157,7 +169,7 @@ public final class TrainingRun {
         if t.evalEvery == nil && trainer.stepCount > startStep { try validate() }
         trainer.epoch += 1
         epochSamples = 0
-        stream = makeStream(epoch: trainer.epoch)
+        stream = try makeStream(epoch: trainer.epoch)
       }
       let (input, targets, weights) = try data.batch(samples)
       let now = MonotonicClock.seconds()
@@ -215,16 +227,38 @@ public final class TrainingRun {
     return nil
   }
 
-  func makeStream(epoch: Int) -> ShardStream {
-    ShardStream(
-      set: data.set, seed: options.seed, epoch: epoch, shuffleBuffer: options.section.shuffleBuffer, prefetch: 16,
+  /// The training samples of an epoch in their seeded order: the run's shards, or with fresh
+  /// augmentation the epoch's own set from epoch 1 on (its validation-source samples left out as
+  /// in the run's shards; validation always reads the run's shards).
+  func makeStream(epoch: Int) throws -> ShardStream {
+    var set = data.set
+    if let epochs, epoch >= 1 {
+      set = try epochs.set(epoch)
+      guard set.manifest.sources.map(\.stem) == data.set.manifest.sources.map(\.stem),
+        set.manifest.shards.first?.members.first?.shape == data.set.manifest.shards.first?.members.first?.shape
+      else {
+        throw WorkflowError(.badShards, path: epochs.directory(epoch), "the fresh epoch's sources or sample shapes differ from the run's shards")
+      }
+    } else {
+      epochs?.request(1)
+    }
+    streamingEpochSet = set.directory != data.set.directory
+    epochSkipped = []
+    return ShardStream(
+      set: set, seed: options.seed, epoch: epoch, shuffleBuffer: options.section.shuffleBuffer, prefetch: 16,
       skipCorrupt: options.skipCorrupt, include: data.trainingFilter)
   }
 
   func nextSample(_ stream: inout ShardStream) throws -> StoredSample? {
     let s = try stream.next()
-    for (shard, error) in stream.skipped where !skipped.contains(shard) {
-      skipped.insert(shard)
+    for (shard, error) in stream.skipped {
+      // Shard indices of a fresh epoch's set are its own: only the run's shards are remembered
+      // for validation to skip.
+      if streamingEpochSet {
+        guard epochSkipped.insert(shard).inserted else { continue }
+      } else {
+        guard skipped.insert(shard).inserted else { continue }
+      }
       log("skipped corrupt shard: \(error.description)")
     }
     return s

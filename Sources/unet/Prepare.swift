@@ -74,11 +74,15 @@ struct Prepare: AsyncParsableCommand {
   @Flag(help: "No progress output, only the summary.")
   var quiet = false
 
+  @Option(help: "Make augmentation epoch N instead (fresh draws of every stage and crop; what `unet train` prepares in the background for its N-th pass).")
+  var epoch: Int = 0
+
   @OptionGroup var pipelineFlags: PipelineFlags
   @OptionGroup var manifestFlags: ManifestFlags
 
   func validate() throws {
     guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+    guard epoch >= 0 else { throw ValidationError("--epoch must be 0 or more") }
     if !merge && pipeline == nil { throw ValidationError("give the pipeline file (or --merge with --out)") }
     if merge && out == nil && pipeline == nil { throw ValidationError("--merge needs --out DIR (or the pipeline file)") }
     if let shardCount, shardCount < 1 { throw ValidationError("--shard-count must be at least 1") }
@@ -112,6 +116,7 @@ struct Prepare: AsyncParsableCommand {
   }
 
   func run() async throws {
+    try dieWithParentIfAsked()
     let output = out ?? pipeline.map { defaultOutput(for: $0, "shards") } ?? "out/shards"
     if merge {
       let manifest = try ShardSetWriter.merge(directory: output, limits: manifestFlags.limits)
@@ -119,7 +124,7 @@ struct Prepare: AsyncParsableCommand {
       return
     }
     guard let pipeline else { return }
-    let spec = try pipelineFlags.load(pipeline)
+    let spec = try pipelineFlags.load(pipeline).forEpoch(epoch)
     let (index, count) = try part()
     let reporter = ProgressReporter(label: "prepare", quiet: quiet)
     let summary = try await Preparer.run(

@@ -1,4 +1,6 @@
+import ArgumentParser
 import CSystemShims
+import Foundation
 
 #if canImport(Glibc)
   import Glibc
@@ -42,4 +44,18 @@ func installStopHandlers() -> @Sendable () -> String? {
 func caughtStopSignal() -> Int32? {
   let s = CSystemShims_stop_signal()
   return s == 0 ? nil : s
+}
+
+/// The environment variable by which `unet train` tells the `unet prepare --epoch` child it
+/// spawns which process it belongs to.
+let parentProcessVariable = "UNET_PARENT_PID"
+
+/// In a child spawned by `unet train` (the variable above names its pid): ends this process
+/// when that parent exits, however it exits (an error, SIGKILL), so a background epoch never
+/// outlives its run and holds the epoch folder's lock against the resumed one.
+func dieWithParentIfAsked() throws {
+  guard let value = ProcessInfo.processInfo.environment[parentProcessVariable], let pid = Int32(value) else { return }
+  if CSystemShims_die_with_parent(pid) == 1 {
+    throw ValidationError("\(parentProcessVariable)=\(pid): the unet train process that started this one has exited")
+  }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SegCache
 import SegCore
 import SegIO
 import SegModel
@@ -82,6 +83,8 @@ struct TrainFlags: ParsableArguments {
   var batch: Int?
   @Option(help: ArgumentHelp("The loss.", discussion: LossTerm.nameHelp + "."))
   var loss: String?
+  @Flag(help: "Cycle the shards' tiles instead of preparing fresh augmentations for every epoch.")
+  var noFreshAugmentation = false
   @Option(help: "Validate every N steps (default: every epoch).")
   var evalEvery: Int?
   @Option(help: "Write a checkpoint every N steps.")
@@ -159,9 +162,11 @@ struct Train: AsyncParsableCommand {
     var shardDirectory = shards ?? ""
     var runSeed = seed ?? 0
     var runDirectory = out ?? ((shards ?? "out") + "/../run")
+    var fresh: FreshAugmentation? = nil
     if let pipeline {
       let spec = try pipelineFlags.load(pipeline)
       section = spec.train
+      fresh = FreshEpochs.augmentation(pipeline: pipeline, source: pipelineFlags.source, maxYamlNodes: pipelineFlags.maxYamlNodes)
       runSeed = seed ?? spec.seed
       shardDirectory = defaultOutput(for: pipeline, "shards")
       runDirectory = out ?? defaultOutput(for: pipeline, "run")
@@ -169,11 +174,29 @@ struct Train: AsyncParsableCommand {
         spec: spec, options: PrepareOptions(outputDirectory: shardDirectory, workers: threads))
       print("shards: \(summary.trainingSamples) samples in \(shardDirectory) (built \(summary.built), reused \(summary.reused))")
     }
+    if pipeline == nil {
+      // The shards say how to train on them (their pipeline's train: section), and where their
+      // pipeline file is (for fresh augmentations, when it is still the same pipeline).
+      let set = try ShardSet(directory: shardDirectory)
+      if let train = set.manifest.train {
+        section = try TrainSection.parse(json: train, file: shardDirectory + "/manifest.json")
+      }
+      if let file = set.manifest.pipelineFile, FileIO.exists(file),
+        let spec = try? pipelineFlags.load(file), SHA256.hex(Array(spec.canonical.serialized(spaced: false).utf8)) == set.manifest.pipelineSHA256
+      {
+        fresh = FreshEpochs.augmentation(pipeline: file, source: pipelineFlags.source, maxYamlNodes: pipelineFlags.maxYamlNodes)
+        runSeed = seed ?? spec.seed
+      } else if section.freshAugmentation {
+        print("fresh augmentation needs the shards' pipeline file (not found or changed): training cycles the shards' tiles")
+      }
+    }
+    if flags.noFreshAugmentation { section.freshAugmentation = false }
     section.apply(flags)
     let run = try TrainingRun(
       options: TrainRunOptions(
         shards: shardDirectory, runDirectory: runDirectory, section: section, threads: threads, seed: runSeed, resume: resume,
-        skipCorrupt: skipCorrupt, timeLimit: timeLimit.flatMap(parseDuration), stopRequest: installStopHandlers())
+        skipCorrupt: skipCorrupt, timeLimit: timeLimit.flatMap(parseDuration), stopRequest: installStopHandlers(),
+        freshAugmentation: fresh)
     ) { line in
       print(line)
       flushStandardOutput()

@@ -103,6 +103,57 @@ import Testing
      "t.yaml:5: tiles.network.padding: U-Net++ is built with same padding only (valid padding is a U-Net option)"),
   ]
 
+  /// The train section written out (for a shard set's manifest) parses back to itself, for
+  /// every architecture and the optional settings.
+  @Test func trainSectionRoundTripsThroughItsJSON() throws {
+    var a = TrainSection()
+    a.steps = 123
+    a.validationSources = ["x", "y"]
+    a.headWeights = .weights([1, 0.5])
+    a.optimizer = .adam
+    a.calibration = .randError
+    a.keepBest = true
+    a.freshAugmentation = false
+    a.keepEpochs = 3
+    a.maxGradientNorm = 2
+    var b = TrainSection()
+    b.architecture = .unetpp
+    b.deepSupervision = false
+    b.upMode = .bilinear
+    b.epochs = 4
+    b.evalEvery = 50
+    b.calibration = nil
+    var c = TrainSection()
+    c.architecture = .unet3p
+    c.cgm = false
+    c.cgmDropout = 0.3
+    c.loss = [.focal, .iou, .msSSIM]
+    c.headWeights = .sum
+    c.padding = .same
+    var d = TrainSection()
+    d.architecture = .unetpp
+    d.prediction = InferenceSettings(heads: .prune, pruneDepth: 2)
+    d.classes = 3
+    for s in [TrainSection(), a, b, c, d] {
+      #expect(try TrainSection.parse(json: s.json, file: "manifest.json") == s, "\(s.json.serialized())")
+    }
+  }
+
+  /// Augmentation epochs: epoch 0 is the pipeline as it is (same canonical form and hash);
+  /// epoch e ≥ 1 says so in its canonical form and draws other samples, reproducibly.
+  @Test func epochsDrawFreshSamples() throws {
+    let spec = try PipelineSpec.load(TestPaths.pipelines + "/default.yaml")
+    #expect(spec.forEpoch(0).canonical == spec.canonical && spec.canonical["epoch"] == nil)
+    let e2 = spec.forEpoch(2)
+    #expect(e2.canonical["epoch"] == .int(2) && e2.streamSeed != spec.streamSeed && e2.seed == spec.seed)
+    let base = try PipelineEngine(spec: spec).sample(1)
+    let fresh = try PipelineEngine(spec: e2).sample(1)
+    let again = try PipelineEngine(spec: e2).sample(1)
+    #expect(base.sample.image != fresh.sample.image)
+    #expect(fresh.sample.image == again.sample.image && fresh.record == again.record)
+    #expect(fresh.record["epoch"] == .int(2) && base.record["epoch"] == nil)
+  }
+
   /// The network keys of the train section, and the loss as a name or a mapping.
   @Test func trainSectionDescribesEveryArchitecture() throws {
     let text = """

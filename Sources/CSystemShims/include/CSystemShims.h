@@ -16,4 +16,10 @@ int CSystemShims_install_stop_handlers(void);
 /// The signal number caught by the stop handlers, or 0 while none has arrived.
 int CSystemShims_stop_signal(void);
 
+/// Asks the kernel to send SIGKILL to this process when its parent exits (Linux prctl
+/// PR_SET_PDEATHSIG), then checks that the parent is still `parent` (it may have exited before
+/// the request). Returns 0 when the request holds, 1 when the parent is already gone, -1 where
+/// the system has no such request.
+int CSystemShims_die_with_parent(int parent);
+
 #endif
