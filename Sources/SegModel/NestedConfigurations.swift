@@ -51,13 +51,9 @@ public struct UNetPlusPlusConfiguration: Codable, Sendable, Equatable, Hashable 
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue) + ["architecture"], what: "U-Net++ configuration")
-    try expectArchitecture(decoder, .unetpp)
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    version = try c.decode(Int.self, forKey: .version)
-    guard version == Self.currentVersion else {
-      throw DecodingError.dataCorruptedError(forKey: .version, in: c, debugDescription: "unsupported U-Net++ configuration version \(version) (this build reads \(Self.currentVersion))")
-    }
+    let (c, version) = try openConfiguration(
+      decoder, keys: CodingKeys.self, architecture: .unetpp, what: "U-Net++ configuration", currentVersion: Self.currentVersion)
+    self.version = version
     depth = try c.decode(Int.self, forKey: .depth)
     baseWidth = try c.decode(Int.self, forKey: .baseWidth)
     upMode = try c.decode(UpMode.self, forKey: .upMode)
@@ -65,17 +61,12 @@ public struct UNetPlusPlusConfiguration: Codable, Sendable, Equatable, Hashable 
     deepSupervision = try c.decode(Bool.self, forKey: .deepSupervision)
     inputChannels = try c.decode(Int.self, forKey: .inputChannels)
     classes = try c.decode(Int.self, forKey: .classes)
-    if let problem = problems.first {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: problem))
-    }
+    try rejectProblems(problems, decoder)
   }
 
   /// What is wrong with this configuration (empty when it is usable).
   public var problems: [String] {
-    var out: [String] = []
-    if depth < 1 || depth > 8 { out.append("depth must be in 1...8, not \(depth)") }
-    if baseWidth < 1 { out.append("base_width must be at least 1, not \(baseWidth)") }
-    if baseWidth << max(0, min(depth, 8)) > 1 << 20 { out.append("base_width·2^depth is unreasonably large") }
+    var out = sizeProblems(depth: depth, maxDepth: 8, baseWidth: baseWidth)
     if inputChannels < 1 { out.append("input_channels must be at least 1, not \(inputChannels)") }
     if classes < 2 { out.append("classes must be at least 2 (softmax), not \(classes)") }
     return out
@@ -152,13 +143,9 @@ public struct UNet3PlusConfiguration: Codable, Sendable, Equatable, Hashable {
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue) + ["architecture"], what: "UNet 3+ configuration")
-    try expectArchitecture(decoder, .unet3p)
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    version = try c.decode(Int.self, forKey: .version)
-    guard version == Self.currentVersion else {
-      throw DecodingError.dataCorruptedError(forKey: .version, in: c, debugDescription: "unsupported UNet 3+ configuration version \(version) (this build reads \(Self.currentVersion))")
-    }
+    let (c, version) = try openConfiguration(
+      decoder, keys: CodingKeys.self, architecture: .unet3p, what: "UNet 3+ configuration", currentVersion: Self.currentVersion)
+    self.version = version
     depth = try c.decode(Int.self, forKey: .depth)
     baseWidth = try c.decode(Int.self, forKey: .baseWidth)
     deepSupervision = try c.decode(Bool.self, forKey: .deepSupervision)
@@ -166,17 +153,12 @@ public struct UNet3PlusConfiguration: Codable, Sendable, Equatable, Hashable {
     cgmDropout = try c.decode(Float.self, forKey: .cgmDropout)
     inputChannels = try c.decode(Int.self, forKey: .inputChannels)
     classes = try c.decode(Int.self, forKey: .classes)
-    if let problem = problems.first {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: problem))
-    }
+    try rejectProblems(problems, decoder)
   }
 
   /// What is wrong with this configuration (empty when it is usable).
   public var problems: [String] {
-    var out: [String] = []
-    if depth < 1 || depth > 6 { out.append("depth must be in 1...6, not \(depth)") }
-    if baseWidth < 1 { out.append("base_width must be at least 1, not \(baseWidth)") }
-    if baseWidth << max(0, min(depth, 6)) > 1 << 20 { out.append("base_width·2^depth is unreasonably large") }
+    var out = sizeProblems(depth: depth, maxDepth: 6, baseWidth: baseWidth)
     if !(cgmDropout >= 0 && cgmDropout < 1) { out.append("cgm_dropout must be in [0, 1), not \(cgmDropout)") }
     if inputChannels < 1 { out.append("input_channels must be at least 1, not \(inputChannels)") }
     if classes < 1 { out.append("classes must be at least 1, not \(classes)") }

@@ -62,13 +62,9 @@ public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue) + ["architecture"], what: "network configuration")
-    try expectArchitecture(decoder, .unet)
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    version = try c.decode(Int.self, forKey: .version)
-    guard version == Self.currentVersion else {
-      throw DecodingError.dataCorruptedError(forKey: .version, in: c, debugDescription: "unsupported network configuration version \(version) (this build reads \(Self.currentVersion))")
-    }
+    let (c, version) = try openConfiguration(
+      decoder, keys: CodingKeys.self, architecture: .unet, what: "network configuration", currentVersion: Self.currentVersion)
+    self.version = version
     depth = try c.decode(Int.self, forKey: .depth)
     baseWidth = try c.decode(Int.self, forKey: .baseWidth)
     padding = try c.decode(Padding.self, forKey: .padding)
@@ -77,17 +73,12 @@ public struct UNetConfiguration: Codable, Sendable, Equatable, Hashable {
     dropout = try c.decode(Float.self, forKey: .dropout)
     inputChannels = try c.decode(Int.self, forKey: .inputChannels)
     classes = try c.decode(Int.self, forKey: .classes)
-    if let problem = problems.first {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: problem))
-    }
+    try rejectProblems(problems, decoder)
   }
 
   /// What is wrong with this configuration (empty when it is usable).
   public var problems: [String] {
-    var out: [String] = []
-    if depth < 1 || depth > 12 { out.append("depth must be in 1...12, not \(depth)") }
-    if baseWidth < 1 { out.append("base_width must be at least 1, not \(baseWidth)") }
-    if baseWidth << max(0, min(depth, 12)) > 1 << 20 { out.append("base_width·2^depth is unreasonably large") }
+    var out = sizeProblems(depth: depth, maxDepth: 12, baseWidth: baseWidth)
     if !(dropout >= 0 && dropout < 1) { out.append("dropout must be in [0, 1), not \(dropout)") }
     if inputChannels < 1 { out.append("input_channels must be at least 1, not \(inputChannels)") }
     if classes < 1 { out.append("classes must be at least 1, not \(classes)") }

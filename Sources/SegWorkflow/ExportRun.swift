@@ -63,7 +63,7 @@ public struct ExportRun {
   public static func run(_ o: Options, version: String) throws -> Summary {
     let start = MonotonicClock.seconds()
     let checkpoint = try Checkpoint.read(from: o.checkpoint)
-    let normalization = ExportNormalization(stages: Predictor.normalizeStages(checkpoint.metadata))
+    let normalization = ExportNormalization(stages: try Predictor.normalization(of: checkpoint, path: o.checkpoint))
     guard let network = Lowering.of(checkpoint.model, inference: checkpoint.inference, trainingSteps: checkpoint.step) else {
       throw ExportError(.unsupported, path: o.checkpoint, "cannot export \(checkpoint.model.configuration.geometry.summary) with these inference settings")
     }

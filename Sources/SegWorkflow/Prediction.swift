@@ -3,6 +3,7 @@ import SegAugment
 import SegCore
 import SegIO
 import SegModel
+import SegPipeline
 import SegTiling
 import SegTrain
 
@@ -49,7 +50,7 @@ public struct Predictor {
       throw WorkflowError(.badSettings, path: path, "cannot predict with these settings: \(problem)")
     }
     self.settings = chosen
-    normalize = Predictor.normalizeStages(checkpoint.metadata)
+    normalize = try Predictor.normalization(of: checkpoint, path: path)
     let geometry = model.configuration.geometry
     let target = max(1, tile ?? 512)
     switch geometry.padding {
@@ -69,33 +70,13 @@ public struct Predictor {
     }
   }
 
-  static func normalizeStages(_ metadata: [String: String]) -> [NormalizeStage] {
-    guard let text = metadata["normalize"], let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
-      case .array(let stages) = value
-    else { return [] }
-    var stats: ChannelStatistics? = nil
-    var overall: ChannelStatistics? = nil
-    if let text = metadata["dataset_statistics"], let s = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
-      case .array(let mean)? = s["mean"], case .array(let std)? = s["std"], let ma = s["mean_all"]?.number, let sa = s["std_all"]?.number
-    {
-      stats = ChannelStatistics(mean: mean.compactMap(\.number), std: std.compactMap(\.number))
-      overall = ChannelStatistics(mean: [ma], std: [sa])
-    }
-    return stages.compactMap { s in
-      guard case .string(let method)? = s["method"] else { return nil }
-      let perChannel = s["per_channel"] != .bool(false)
-      switch method {
-      case "minmax": return NormalizeStage(method: .minmax, perChannel: perChannel)
-      case "scale": return NormalizeStage(method: .scale(s["factor"]?.number ?? 1), perChannel: perChannel)
-      case "percentile":
-        return NormalizeStage(method: .percentile(low: s["low"]?.number ?? 1, high: s["high"]?.number ?? 99), perChannel: perChannel)
-      case "zscore":
-        if case .string("dataset")? = s["scope"] {
-          return NormalizeStage(method: .zscoreDataset, perChannel: perChannel, datasetStatistics: perChannel ? stats : overall)
-        }
-        return NormalizeStage(method: .zscoreImage, perChannel: perChannel)
-      default: return nil
-      }
+  /// The checkpoint's normalisation (see ``TrainingNormalization``), its errors naming the file.
+  static func normalization(of checkpoint: Checkpoint, path: String?) throws -> [NormalizeStage] {
+    do {
+      return try TrainingNormalization(metadata: checkpoint.metadata, file: path ?? "the checkpoint").stages
+    } catch {
+      let key = error.key.map { $0 + ": " } ?? ""
+      throw WorkflowError(.incompatible, path: path, "its normalisation cannot be used: \(key)\(error.message)")
     }
   }
 

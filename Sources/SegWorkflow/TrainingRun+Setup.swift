@@ -76,24 +76,10 @@ extension TrainingRun {
   /// What every checkpoint of the run records about its data: where the shards are, the
   /// pipeline's hash, the mask kind, the normalisation (for `predict`), the input size.
   static func checkpointMetadata(options: TrainRunOptions, manifest: ShardManifest, data: TrainingData) -> [String: String] {
-    let statistics: String =
-      manifest.datasetStatistics.map { s in
-        JSONValue.object([
-          ("mean", .array(s.mean.map { .double($0) })), ("std", .array(s.std.map { .double($0) })),
-          ("mean_all", .double(s.meanAll)), ("std_all", .double(s.stdAll)),
-        ]).serialized()
-      } ?? "null"
-    return [
+    [
       "shards": options.shards, "pipeline_sha256": manifest.pipelineSHA256, "mask_kind": data.maskKind,
-      "normalize": normalizeStages(manifest).serialized(), "dataset_statistics": statistics,
       "input_size": "\(data.inputSize.height)",
-    ]
-  }
-
-  /// The pipeline's normalize stages (for predict to apply the same preprocessing).
-  static func normalizeStages(_ m: ShardManifest) -> JSONValue {
-    guard case .array(let stages)? = m.pipeline["stages"] else { return .array([]) }
-    return .array(stages.compactMap { $0["normalize"] })
+    ].merging(TrainingNormalization.metadata(for: manifest)) { a, _ in a }
   }
 
   /// On resume: the data position of the checkpoint, and the metrics log and plot points as they

@@ -68,6 +68,35 @@ import Testing
     #expect(unwritable.status == 1 && unwritable.stderr.hasPrefix("unet: \(ckpt)/m.onnx: "), "\(unwritable.stderr)")
   }
 
+  /// A checkpoint whose recorded normalisation does not parse (an unknown method, a data-set
+  /// z-score without statistics) is refused by predict and export with one line naming the
+  /// checkpoint and the entry; earlier outputs stay.
+  @Test func badNormalisationMetadataIsRefused() throws {
+    let dir = TestPaths.temporaryDirectory("bad-normalisation")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let trainer = Trainer(
+      model: Network(configuration: UNetConfiguration(depth: 2, baseWidth: 4, padding: .same), seed: 2),
+      configuration: TrainingConfiguration())
+    let image = TestPaths.fixtures + "/cells/images/cells_0.png"
+    let cases = [
+      (["normalize": #"[{"method": "clahe"}]"#], "metadata.normalize[0].method: method must be minmax, scale, percentile or zscore, not clahe"),
+      (["normalize": #"[{"method": "zscore", "scope": "dataset"}]"#, "dataset_statistics": "null"], "records no dataset_statistics"),
+    ]
+    for (i, (metadata, expected)) in cases.enumerated() {
+      let ckpt = dir + "/bad\(i).ckpt"
+      try Checkpoint(trainer, metadata: metadata).write(to: ckpt)
+      try FileIO.writeAtomically(Array("earlier".utf8), to: dir + "/cells_0.prob.tif")
+      let predict = try runUnet(["predict", ckpt, image, "--out", dir, "--threads", "1"])
+      let export = try runUnet(["export", ckpt, "--format", "onnx", "--out", dir + "/m.onnx"])
+      for r in [predict, export] {
+        #expect(r.status == 1 && r.stderr.hasPrefix("unet: \(ckpt): its normalisation cannot be used: "), "\(r.stderr)")
+        #expect(r.stderr.contains(expected) && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+      }
+      #expect(try FileIO.read(dir + "/cells_0.prob.tif") == Array("earlier".utf8))
+      #expect(!FileIO.exists(dir + "/m.onnx"))
+    }
+  }
+
   /// `--prob-format npy` and the default TIFF hold the same values: one float32 page per class.
   @Test func probabilityFormatsAgree() throws {
     let dir = TestPaths.temporaryDirectory("prob-format")
