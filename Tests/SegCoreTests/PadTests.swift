@@ -47,4 +47,37 @@ import Testing
       }
     }
   }
+
+  /// Larger images with every margin shorter than its side (the usual case: one reflection)
+  /// against the reference, for every pixel type.
+  @Test func singleReflectionAgreesWithTheReferenceForEveryPixelType() {
+    for seed in seeds(60) {
+      var rng = RandomStream(seed: seed)
+      let w = 2 + rng.nextInt(below: 40)
+      let h = 2 + rng.nextInt(below: 40)
+      let m = [rng.nextInt(below: h), rng.nextInt(below: h), rng.nextInt(below: w), rng.nextInt(below: w)]
+      let n = 3 * w * h
+      let images = [
+        Image(width: w, height: h, channels: 3, pixels: (0..<n).map { Float($0) }),
+        Image(width: w, height: h, channels: 3, pixels: (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7) }),
+        Image(width: w, height: h, channels: 3, pixels: (0..<n).map { UInt16(truncatingIfNeeded: $0) }),
+        Image(width: w, height: h, channels: 3, pixels: (0..<n).map { UInt32($0) }),
+      ]
+      for image in images {
+        let p = Pad.reflect(image, top: m[0], bottom: m[1], left: m[2], right: m[3])
+        #expect(p.width == w + m[2] + m[3] && p.height == h + m[0] + m[1] && p.pixelType == image.pixelType)
+        var mismatches = 0
+        for c in 0..<3 {
+          for y in 0..<p.height {
+            for x in 0..<p.width {
+              let sy = ReferenceKernels.reflectIndex(y - m[0], h)
+              let sx = ReferenceKernels.reflectIndex(x - m[2], w)
+              if p.value(channel: c, y: y, x: x) != image.value(channel: c, y: sy, x: sx) { mismatches += 1 }
+            }
+          }
+        }
+        #expect(mismatches == 0, "\(image.pixelType) \(w)×\(h) margins \(m)")
+      }
+    }
+  }
 }
