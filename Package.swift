@@ -6,7 +6,7 @@
 // Layout: ARCHITECTURE.md draws the modules and lists each one's dependencies; the lists below
 // say the same (Tests/UnetCLITests/ArchitectureTests.swift checks both against the imports).
 //   C layer        CPNG CJPEG CTIFF COpenBLAS (system libraries via pkg-config), CCodecShims,
-//                  CKernels, CSystemShims
+//                  CKernels, CConvKernels, CSystemShims
 //   libraries      SegCore at the bottom; each library depends only on ones below it
 //   executable     unet (swift-argument-parser)
 //   tests          SegTestSupport (shared helpers and naive references) + one bundle per library
@@ -41,6 +41,8 @@ let package = Package(
       exclude: ["README.md"]),
     .target(name: "CSystemShims", exclude: ["README.md"]),
     .target(name: "CKernels", exclude: ["README.md"]),
+    // Optimised even in debug builds: the tests train small networks through these kernels.
+    .target(name: "CConvKernels", exclude: ["README.md"], cSettings: [.unsafeFlags(["-O2"])]),
 
     // MARK: - Public API
     .target(name: "SegCore", exclude: ["README.md"]),
@@ -58,7 +60,7 @@ let package = Package(
         "SegCore", "SegIO", "SegAugment", "SegWeights", "SegModel", "SegTiling", "SegCache", .product(name: "Yams", package: "Yams"),
       ],
       exclude: ["README.md"]),
-    .target(name: "SegTrain", dependencies: ["SegCore", "SegModel", "COpenBLAS"], exclude: ["README.md"]),
+    .target(name: "SegTrain", dependencies: ["SegCore", "SegModel", "COpenBLAS", "CConvKernels"], exclude: ["README.md"]),
     .target(
       name: "SegExport", dependencies: ["SegCore", "SegIO", "SegAugment", "SegModel", "SegTiling", "SegRender", "SegTrain"],
       exclude: ["README.md"]),

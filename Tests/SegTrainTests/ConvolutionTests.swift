@@ -2,7 +2,7 @@ import SegCore
 import SegTrain
 import Testing
 
-/// The fast convolution (chunked im2col + sgemm) against the direct Double convolution.
+/// The lowered convolution (chunked im2col + sgemm) against the direct Double convolution.
 ///
 /// Tolerance: worst relative error (see `worstRelativeError`: |a − r| / max(|r|, 0.01·max|r|))
 /// below 1e-4 for the forward pass and the gradients: float32 sums of up to C·k²·H·W
@@ -40,29 +40,13 @@ struct ConvolutionTests {
     let ref = naiveConvBackward(xd, s, wd, g.data.map(Double.init), outChannels: t.o, k: t.k, p: t.p)
 
     // The default lowering budget, and a tiny one that forces many chunks in every pass.
+    // (ConvDirectTests covers the direct 3×3 kernels; here the lowering, for every shape.)
     for budget in [Conv2D.columnBudget, 1024] {
      Conv2D.withColumnBudget(budget) {
+     ConvKernels.with(.gemm) {
      ComputeThreads.withCount(threads) {
-      let y = conv.forward(x, parameters: params)
-      #expect(y.shape == os)
-      let ey = worstRelativeError(y.data, yRef)
-      #expect(ey < 1e-4, "forward: worst relative error \(ey)")
-
-      var grads = [Float](repeating: 0, count: alloc.count)
-      // No ReLU: pass the output itself (unused).
-      let dx = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
-      let edx = worstRelativeError(dx.data, ref.dx)
-      let edw = worstRelativeError(grads[conv.weight.range], ref.dw)
-      #expect(edx < 1e-4, "dX: worst relative error \(edx)")
-      #expect(edw < 1e-4, "dW: worst relative error \(edw)")
-      if let b = conv.bias {
-        let edb = worstRelativeError(grads[b.range], ref.db)
-        #expect(edb < 1e-4, "db: worst relative error \(edb)")
-      }
-      // Backward adds: a second call doubles the parameter gradients.
-      let once = grads
-      _ = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
-      #expect(zip(grads, once).allSatisfy { abs($0 - 2 * $1) <= 1e-5 * max(1, abs($1)) })
+      expectConvolutionMatches(conv, input: x, parameters: params, outputGradient: g, output: yRef, gradients: ref)
+     }
      }
      }
     }
@@ -74,8 +58,8 @@ struct ConvolutionTests {
     let conv = Conv2D("c", inChannels: 6, outChannels: 5, kernelSize: 3, padding: 1, fusedReLU: true, allocator: &alloc)
     let params = randomArray(alloc.count, seed: 4)
     let x = randomTensor(TensorShape(n: 2, c: 6, h: 37, w: 23), seed: 5)
-    let big = conv.forward(x, parameters: params)
-    let small = Conv2D.withColumnBudget(1024) { conv.forward(x, parameters: params) }
+    let big = ConvKernels.with(.gemm) { conv.forward(x, parameters: params) }
+    let small = Conv2D.withColumnBudget(1024) { ConvKernels.with(.gemm) { conv.forward(x, parameters: params) } }
     let e = worstRelativeError(small.data, big.data)
     // Different chunk widths reach OpenBLAS kernels that round differently: equal to rounding.
     #expect(e < 1e-5, "chunked vs unchunked: \(e)")

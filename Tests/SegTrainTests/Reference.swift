@@ -1,6 +1,7 @@
 import Foundation
 import SegCore
 import SegTrain
+import Testing
 
 // Naive reference kernels in Double (rule 8: every fast kernel is compared with a naive one),
 // and finite-difference helpers. Written for clarity, not speed; only used on small shapes.
@@ -184,4 +185,31 @@ func relativeErrors(analytic a: [Double], numeric n: [Double]) -> Double {
     worst = max(worst, e.isNaN ? .infinity : e)
   }
   return worst
+}
+
+/// Runs `conv` forward and backward on `x` and checks Y, dX, dW and db against the Double
+/// references (worst relative error below `tolerance`), and that a second backward call adds
+/// the same parameter gradients again.
+func expectConvolutionMatches(
+  _ conv: Conv2D, input x: Tensor, parameters params: [Float], outputGradient g: Tensor,
+  output yRef: [Double], gradients ref: (dx: [Double], dw: [Double], db: [Double]),
+  tolerance: Double = 1e-4, _ label: String = ""
+) {
+  let y = conv.forward(x, parameters: params)
+  let ey = worstRelativeError(y.data, yRef)
+  #expect(ey < tolerance, "\(label) forward: worst relative error \(ey)")
+  var grads = [Float](repeating: 0, count: params.count)
+  let dx = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
+  let edx = worstRelativeError(dx.data, ref.dx)
+  let edw = worstRelativeError(grads[conv.weight.range], ref.dw)
+  #expect(edx < tolerance, "\(label) dX: worst relative error \(edx)")
+  #expect(edw < tolerance, "\(label) dW: worst relative error \(edw)")
+  if let b = conv.bias {
+    let edb = worstRelativeError(grads[b.range], ref.db)
+    #expect(edb < tolerance, "\(label) db: worst relative error \(edb)")
+  }
+  // Backward adds: a second call doubles the parameter gradients.
+  let once = grads
+  _ = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
+  #expect(zip(grads, once).allSatisfy { abs($0 - 2 * $1) <= 1e-5 * max(1, abs($1)) }, "\(label) second backward")
 }

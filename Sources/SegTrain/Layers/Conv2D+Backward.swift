@@ -78,6 +78,14 @@ extension Conv2D {
     //   Gᵀ     += X_chunk · colᵀ             Gᵀ[c, (o, ky', kx')] = dWt[o, c, k−1−ky', k−1−kx']
     // The same lowered block serves both products while it is in cache, and X needs no lowering.
     t0 = StepProfile.begin()
+    if usesDirectKernels(for: s, backward: true) {
+      backwardDirect(
+        input: x, inputShape: s, outputGradient: dy, outputItemStride: ostride, inputGradient: dx,
+        accumulateInputGradient: accumulateInputGradient, maskInputGradient: maskInputGradient,
+        inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients, scratch: scratch)
+      StepProfile.end(t0, "\(profileName(s)) backward")
+      return
+    }
     let kt = cout * k * k
     let flipFloats = dx == nil ? 0 : cin * kt
     let plan = Self.chunking(rows: s.h, width: s.w, rowsOfK: kt, items: s.n, workers: workers, lowered: true, minimumColumns: 8 * cin)

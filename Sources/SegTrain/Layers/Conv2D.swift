@@ -159,6 +159,10 @@ public struct Conv2D: Sendable {
       forwardSingleChannel(input: x, shape: s, output: y, outputItemStride: ostride, parameters: parameters, scratch: scratch)
       return
     }
+    if usesDirectKernels(for: s, backward: false) {
+      forwardDirect(input: x, shape: s, output: y, outputItemStride: ostride, parameters: parameters, scratch: scratch)
+      return
+    }
     let k = kernelSize, p = padding, cin = inChannels, cout = outChannels, kk = patch
     let workers = ComputeThreads.count
     let lowered = !isPointwise
