@@ -16,8 +16,9 @@ public enum Pad {
   /// Pads every channel by the given margins with numpy's `reflect` (mirror without repeating
   /// the edge pixel), for any margin, also larger than the image (the reflection repeats).
   ///
-  /// - Complexity: O(output pixels): a copy per row plus a gather for the margins, with the
-  ///   reflected column indices computed once.
+  /// - Complexity: O(output pixels): a copy per row and a reversed copy for each side margin
+  ///   (when the margins are below the width, the usual case), else a gather through reflected
+  ///   column indices computed once.
   public static func reflect(_ image: Image, top: Int, bottom: Int, left: Int, right: Int) -> Image {
     precondition(top >= 0 && bottom >= 0 && left >= 0 && right >= 0, "negative padding")
     switch image.storage {
@@ -38,8 +39,10 @@ public enum Pad {
     let h = image.height
     let ow = w + left + right
     let oh = h + top + bottom
-    let leftIndex = (0..<left).map { reflectIndex($0 - left, w) }
-    let rightIndex = (0..<right).map { reflectIndex(w + $0, w) }
+    // Margins below the width reflect once (w = 1 has no reflection: every index is 0).
+    let single = w > 1 && left <= w - 1 && right <= w - 1
+    let leftIndex = single ? [] : (0..<left).map { reflectIndex($0 - left, w) }
+    let rightIndex = single ? [] : (0..<right).map { reflectIndex(w + $0, w) }
     let count = ow * oh * image.channels
     return [T](unsafeUninitializedCapacity: count) { out, initialized in
       a.withUnsafeBufferPointer { src in
@@ -50,9 +53,21 @@ public enum Pad {
           for y in 0..<oh {
             let srow = sp + reflectIndex(y - top, h) * w
             let orow = op + y * ow
-            for i in 0..<left { (orow + i).initialize(to: srow[leftIndex[i]]) }
-            (orow + left).initialize(from: srow, count: w)
-            for i in 0..<right { (orow + left + w + i).initialize(to: srow[rightIndex[i]]) }
+            if single {
+              // One reflection: out[i] = row[left − i] on the left, row[w − 2 − i] on the right.
+              for i in 0..<left { (orow + i).initialize(to: srow[left - i]) }
+              (orow + left).initialize(from: srow, count: w)
+              let r = orow + left + w, last = srow + (w - 2)
+              for i in 0..<right { (r + i).initialize(to: last[-i]) }
+            } else {
+              leftIndex.withUnsafeBufferPointer { li in
+                for i in 0..<left { (orow + i).initialize(to: srow[li[i]]) }
+              }
+              (orow + left).initialize(from: srow, count: w)
+              rightIndex.withUnsafeBufferPointer { ri in
+                for i in 0..<right { (orow + left + w + i).initialize(to: srow[ri[i]]) }
+              }
+            }
           }
         }
       }
