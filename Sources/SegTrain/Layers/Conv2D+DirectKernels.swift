@@ -4,12 +4,11 @@ import SegCore
 import Synchronization
 
 /// Which implementation the multi-channel 3×3 convolutions use: the im2col + sgemm lowering,
-/// or CConvKernels' direct kernels (register-blocked over 8 output channels × 16–32 pixels,
-/// reading the zero-padded input band in place, so nothing is lowered or packed per call).
+/// or CConvKernels' direct kernels (register-blocked over 4 or 8 output channels × 24–32
+/// pixels, reading the zero-padded input band in place, so nothing is lowered per call).
 ///
-/// Measured on this project's Intel machine (README, "Direct 3×3 kernels"), the direct kernels
-/// beat the GEMM lowering most where the GEMM has its worst shape: few channels over many
-/// pixels. The set is a process-wide choice (``set(_:)``; `UNET_CONV_KERNELS=gemm|avx2|avx512`
+/// Measured per layer (README, "Direct 3×3 kernels"), the direct kernels beat the GEMM
+/// lowering most where the GEMM has its worst shape: few channels over many pixels. The set is a process-wide choice (``set(_:)``; `UNET_CONV_KERNELS=gemm|avx2|avx512`
 /// in the environment at start-up), never a timing decision at run time: results must not
 /// depend on how fast the machine happened to be.
 public enum ConvKernels: Int, Sendable, CaseIterable, CustomStringConvertible {
@@ -54,11 +53,15 @@ public enum ConvKernels: Int, Sendable, CaseIterable, CustomStringConvertible {
     }
   }
 
-  /// `UNET_CONV_KERNELS` if set to a known name, else ``best``.
+  /// `UNET_CONV_KERNELS` if set, else ``best``; an unknown name is said on stderr (once, at
+  /// first use) and ``best`` used.
   private static func initial() -> Int {
     guard let raw = getenv("UNET_CONV_KERNELS") else { return best.rawValue }
     let name = String(cString: raw).lowercased()
-    return allCases.first { $0.description == name }?.rawValue ?? best.rawValue
+    if let known = allCases.first(where: { $0.description == name }) { return known.rawValue }
+    let names = allCases.map(\.description).joined(separator: ", ")
+    FileHandle.standardError.write(Data("unet: UNET_CONV_KERNELS=\(name) is not one of \(names); using \(best)\n".utf8))
+    return best.rawValue
   }
 }
 
