@@ -8,9 +8,10 @@ import Synchronization
 /// pixels, reading the zero-padded input band in place, so nothing is lowered per call).
 ///
 /// Measured per layer (README, "Direct 3×3 kernels"), the direct kernels beat the GEMM
-/// lowering most where the GEMM has its worst shape: few channels over many pixels. The set is a process-wide choice (``set(_:)``; `UNET_CONV_KERNELS=gemm|avx2|avx512`
-/// in the environment at start-up), never a timing decision at run time: results must not
-/// depend on how fast the machine happened to be.
+/// lowering most where the GEMM has its worst shape: few channels over many pixels. The set
+/// is a process-wide choice (``set(_:)``; `UNET_CONV_KERNELS=gemm|avx2|avx512` in the
+/// environment at start-up), never a timing decision at run time: results must not depend on
+/// how fast the machine happened to be.
 public enum ConvKernels: Int, Sendable, CaseIterable, CustomStringConvertible {
   /// im2col + OpenBLAS sgemm for every convolution.
   case gemm = 0
