@@ -144,10 +144,7 @@ extension Conv2D {
             a: shared.readOnly, lda: kt, b: UnsafePointer(col), ldb: nc,
             beta: accumulate ? 1 : 0, c: dxChunk, ldc: s.plane)
           if mask {
-            for c in 0..<cin {
-              let sum = maskAndSum(dxChunk + c * s.plane, by: xChunk + c * s.plane, count: nc)
-              if let sums { sums[worker * cin + c] += sum }
-            }
+            Self.maskInputGradient(dxChunk, by: xChunk, channels: cin, plane: s.plane, count: nc, addingSumsTo: sums.map { $0 + worker * cin })
           }
         }
       }
@@ -175,5 +172,18 @@ extension Conv2D {
       }
     }
     StepProfile.end(t0, "\(profileName(s)) backward")
+  }
+
+  /// The input-gradient fusion of one chunk: dX ← dX·[X > 0] over `channels` planes (`plane`
+  /// floats apart) of `count` elements, adding each channel's Σ dX (after masking) to `sums[c]`
+  /// when given. Shared by the GEMM, direct and 1×1 backward passes.
+  static func maskInputGradient(
+    _ dx: UnsafeMutablePointer<Float>, by x: UnsafePointer<Float>, channels: Int, plane: Int, count: Int,
+    addingSumsTo sums: UnsafeMutablePointer<Double>?
+  ) {
+    for c in 0..<channels {
+      let sum = maskAndSum(dx + c * plane, by: x + c * plane, count: count)
+      sums?[c] += sum
+    }
   }
 }

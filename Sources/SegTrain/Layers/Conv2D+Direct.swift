@@ -229,11 +229,9 @@ extension Conv2D {
           a: ps.readOnly + wOff, lda: cin, b: dys.readOnly + (item * ostride + r0 * s.w), ldb: s.plane,
           beta: accumulate ? 1 : 0, c: dxChunk, ldc: s.plane)
         if mask {
-          let xChunk = xs.readOnly + (item * s.item + r0 * s.w)
-          for c in 0..<cin {
-            let sum = maskAndSum(dxChunk + c * s.plane, by: xChunk + c * s.plane, count: nc)
-            if let sums { sums[task * cin + c] = sum }
-          }
+          Self.maskInputGradient(
+            dxChunk, by: xs.readOnly + (item * s.item + r0 * s.w), channels: cin, plane: s.plane, count: nc,
+            addingSumsTo: sums.map { $0 + task * cin })
         }
       }
     }

@@ -201,11 +201,9 @@ extension Conv2D {
             isa, gband, Int32(cout), Int32(gradRow), shared.readOnly, Int32(cin), nil, 0, accumulate,
             dxChunk, s.plane, Int32(s.w), Int32(r1 - r0))
           if mask {
-            let xChunk = xs.readOnly + (item * s.item + r0 * s.w)
-            for c in 0..<cin {
-              let sum = maskAndSum(dxChunk + c * s.plane, by: xChunk + c * s.plane, count: (r1 - r0) * s.w)
-              if let sums { sums[worker * cin + c] += sum }
-            }
+            Self.maskInputGradient(
+              dxChunk, by: xs.readOnly + (item * s.item + r0 * s.w), channels: cin, plane: s.plane, count: (r1 - r0) * s.w,
+              addingSumsTo: sums.map { $0 + worker * cin })
           }
         }
       }
