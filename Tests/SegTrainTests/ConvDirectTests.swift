@@ -54,7 +54,7 @@ struct ConvDirectTests {
     let gd = zip(g.data, yRef).map { t.relu && !($1 > 0) ? 0 : Double($0) }
     let ref = naiveConvBackward(xd, s, wd, gd, outChannels: t.o, k: 3, p: t.p)
     for set in Self.directSets {
-      ConvKernels.with(set, everyShape: true) {
+      ConvKernels.with(set, everyShape: true, winograd: false) {
         ComputeThreads.withCount(threads) {
           #expect(conv.usesDirectKernels(for: s, backward: false) && conv.usesDirectKernels(for: s, backward: true))
           expectConvolutionMatches(conv, input: x, parameters: params, outputGradient: g, output: yRef, gradients: ref, "\(set)")
@@ -64,23 +64,27 @@ struct ConvDirectTests {
   }
 
   /// Forward and input gradient compute every element in one thread in a fixed order: equal
-  /// bytes for any worker count and band split. (The weight gradient sums per-worker partials,
-  /// so it is reproducible for a given worker count, as on the GEMM path.)
-  @Test func forwardAndInputGradientDoNotDependOnThreads() {
+  /// bytes for any worker count and band split (for Winograd, bands start at even rows, so each
+  /// pixel stays in the same 2 × 2 tile; odd height and width put the last tiles half outside).
+  /// The weight gradient sums per-worker partials, so it is reproducible for a given worker
+  /// count, as on the GEMM path.
+  @Test(arguments: [false, true])
+  func forwardAndInputGradientDoNotDependOnThreads(winograd: Bool) {
     var alloc = ParameterAllocator()
     let conv = Conv2D("c", inChannels: 12, outChannels: 10, kernelSize: 3, padding: 1, fusedReLU: true, allocator: &alloc)
     let params = randomArray(alloc.count, seed: 24)
-    let x = randomTensor(TensorShape(n: 2, c: 12, h: 70, w: 37), seed: 25)
+    let x = randomTensor(TensorShape(n: 2, c: 12, h: 71, w: 37), seed: 25)
     for set in Self.directSets {
-      ConvKernels.with(set, everyShape: true) {
+      ConvKernels.with(set, everyShape: true, winograd: winograd) {
+        let label = "\(set)\(winograd ? " winograd" : "")"
         let y1 = ComputeThreads.withCount(1) { conv.forward(x, parameters: params) }
         let y3 = ComputeThreads.withCount(3) { conv.forward(x, parameters: params) }
-        #expect(y1.data == y3.data, "\(set) forward differs between 1 and 3 workers")
+        #expect(y1.data == y3.data, "\(label) forward differs between 1 and 3 workers")
         let g = randomTensor(y1.shape, seed: 26)
         var g1 = [Float](repeating: 0, count: alloc.count), g3 = g1
         let dx1 = ComputeThreads.withCount(1) { conv.backward(input: x, output: y1, outputGradient: g, parameters: params, gradients: &g1) }
         let dx3 = ComputeThreads.withCount(3) { conv.backward(input: x, output: y1, outputGradient: g, parameters: params, gradients: &g3) }
-        #expect(dx1.data == dx3.data, "\(set) dX differs between 1 and 3 workers")
+        #expect(dx1.data == dx3.data, "\(label) dX differs between 1 and 3 workers")
         #expect(worstRelativeError(g3, g1) < 1e-4)
       }
     }
@@ -88,66 +92,23 @@ struct ConvDirectTests {
 
   /// The raw entry points as the graph uses them: the output written into a channel block of a
   /// wider tensor (a concatenation), dX added to what is there, masked by X > 0 with the input
-  /// bias gradient summed, and dY already masked. Direct against the GEMM path.
-  @Test(arguments: [0, 1])
-  func fusionsMatchTheGEMMPath(padding: Int) {
-    var alloc = ParameterAllocator()
-    let cin = 6, cout = 11
-    let conv = Conv2D("c", inChannels: cin, outChannels: cout, kernelSize: 3, padding: padding, fusedReLU: true, allocator: &alloc)
-    let params = randomArray(alloc.count, seed: 27)
-    let s = TensorShape(n: 2, c: cin, h: 19, w: 21)
-    let o = conv.outputShape(for: s)
-    // X is a ReLU output (about half zeros), as the mask assumes.
-    let x = randomTensor(s, seed: 28).data.map { max($0, 0) }
-    let stride = o.item + 3 * o.plane  // three more channels after ours in each item
-    let dxStart = randomArray(s.count, seed: 29)
-    let dyStart = randomArray(o.n * stride, seed: 30)
-
-    func run(_ set: ConvKernels) -> (y: [Float], dx: [Float], grads: [Float], inputBias: [Float], dy: [Float]) {
-      ConvKernels.with(set, everyShape: true) {
-        let scratch = ScratchArena()
-        var y = [Float](repeating: -7, count: o.n * stride)
-        var dx = dxStart, dy = dyStart
-        var grads = [Float](repeating: 0, count: alloc.count)
-        var inputBias = [Float](repeating: 0, count: cin)
-        x.withUnsafeBufferPointer { xp in
-          params.withUnsafeBufferPointer { pp in
-            y.withUnsafeMutableBufferPointer { yp in
-              conv.forward(input: base(xp), shape: s, output: base(yp), outputItemStride: stride, parameters: base(pp), scratch: scratch)
-            }
-            y.withUnsafeBufferPointer { yp in
-              dy.withUnsafeMutableBufferPointer { dyp in
-                dx.withUnsafeMutableBufferPointer { dxp in
-                  grads.withUnsafeMutableBufferPointer { gp in
-                    inputBias.withUnsafeMutableBufferPointer { ib in
-                      conv.backward(
-                        input: base(xp), inputShape: s, output: base(yp), outputGradient: base(dyp), outputItemStride: stride,
-                        inputGradient: base(dxp), accumulateInputGradient: true, maskInputGradient: true,
-                        inputBiasGradient: base(ib), parameters: base(pp), gradients: base(gp), scratch: scratch)
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-        return (y, dx, grads, inputBias, dy)
-      }
-    }
-
-    let reference = run(.gemm)
+  /// bias gradient summed, and dY already masked. Direct (and Winograd, ConvWinogradTests)
+  /// against the GEMM path. Winograd's rounding differs in kind (it scales with Σ|terms|, see
+  /// ConvWinogradTests): 1e-4 relative for its outputs and dX, as against the Double reference.
+  @Test(arguments: [0, 1], [false, true])
+  func fusionsMatchTheGEMMPath(padding: Int, winograd: Bool) {
+    let fixture = FusedConvolutionFixture(padding: padding, seed: 27)
+    let reference = ConvKernels.with(.gemm) { fixture.run() }
+    let tolerance = winograd ? 1e-4 : 1e-5
     for set in Self.directSets {
-      let r = run(set)
-      // The channels after ours keep their -7.
-      for item in 0..<o.n {
-        let tail = r.y[(item * stride + o.item)..<((item + 1) * stride)]
-        #expect(tail.allSatisfy { $0 == -7 }, "\(set) wrote outside its channel block")
-      }
-      #expect(worstRelativeError(r.y, reference.y) < 1e-5, "\(set) forward")
-      #expect(r.dy == reference.dy, "\(set) masked dY")
-      #expect(worstRelativeError(r.dx, reference.dx) < 1e-5, "\(set) dX")
-      #expect(worstRelativeError(r.grads, reference.grads) < 1e-4, "\(set) parameter gradients")
-      #expect(worstRelativeError(r.inputBias, reference.inputBias) < 1e-5, "\(set) input bias gradient")
+      let r = ConvKernels.with(set, everyShape: true, winograd: winograd) { fixture.run() }
+      let label = "\(set)\(winograd ? " winograd" : "")"
+      #expect(fixture.untouchedAfterBlock(r.y), "\(label) wrote outside its channel block")
+      #expect(worstRelativeError(r.y, reference.y) < tolerance, "\(label) forward")
+      #expect(r.dy == reference.dy, "\(label) masked dY")
+      #expect(worstRelativeError(r.dx, reference.dx) < tolerance, "\(label) dX")
+      #expect(worstRelativeError(r.grads, reference.grads) < 1e-4, "\(label) parameter gradients")
+      #expect(worstRelativeError(r.inputBias, reference.inputBias) < 1e-5, "\(label) input bias gradient")
     }
   }
 

@@ -1,6 +1,6 @@
 import Foundation
 import SegCore
-import SegTrain
+@testable import SegTrain
 import Testing
 
 // Naive reference kernels in Double (rule 8: every fast kernel is compared with a naive one),
@@ -212,4 +212,70 @@ func expectConvolutionMatches(
   let once = grads
   _ = conv.backward(input: x, output: y, outputGradient: g, parameters: params, gradients: &grads)
   #expect(zip(grads, once).allSatisfy { abs($0 - 2 * $1) <= 1e-5 * max(1, abs($1)) }, "\(label) second backward")
+}
+
+/// A 6 → 11 channel 3×3 convolution with fused ReLU run through the raw entry points as the
+/// graph uses them (ConvDirectTests, ConvWinogradTests): the output written into a channel
+/// block of a wider tensor (three more channels after it, preset to −7), dX added to what is
+/// there and masked by X > 0 with the input bias gradient summed. `run` uses the current
+/// ``ConvKernels`` choice.
+struct FusedConvolutionFixture {
+  let conv: Conv2D
+  let count: Int
+  let params: [Float]
+  let s: TensorShape
+  let o: TensorShape
+  let x: [Float]
+  let stride: Int
+  let dxStart: [Float]
+  let dyStart: [Float]
+
+  init(padding: Int, seed: UInt64) {
+    var alloc = ParameterAllocator()
+    conv = Conv2D("c", inChannels: 6, outChannels: 11, kernelSize: 3, padding: padding, fusedReLU: true, allocator: &alloc)
+    count = alloc.count
+    params = randomArray(alloc.count, seed: seed)
+    s = TensorShape(n: 2, c: 6, h: 19, w: 21)
+    o = conv.outputShape(for: s)
+    // X is a ReLU output (about half zeros), as the mask assumes.
+    x = randomTensor(s, seed: seed + 1).data.map { max($0, 0) }
+    stride = o.item + 3 * o.plane
+    dxStart = randomArray(s.count, seed: seed + 2)
+    dyStart = randomArray(o.n * stride, seed: seed + 3)
+  }
+
+  /// Whether the channels after the block kept their −7.
+  func untouchedAfterBlock(_ y: [Float]) -> Bool {
+    (0..<o.n).allSatisfy { item in y[(item * stride + o.item)..<((item + 1) * stride)].allSatisfy { $0 == -7 } }
+  }
+
+  func run() -> (y: [Float], dx: [Float], grads: [Float], inputBias: [Float], dy: [Float]) {
+    let scratch = ScratchArena()
+    var y = [Float](repeating: -7, count: o.n * stride)
+    var dx = dxStart, dy = dyStart
+    var grads = [Float](repeating: 0, count: count)
+    var inputBias = [Float](repeating: 0, count: s.c)
+    x.withUnsafeBufferPointer { xp in
+      params.withUnsafeBufferPointer { pp in
+        y.withUnsafeMutableBufferPointer { yp in
+          conv.forward(input: base(xp), shape: s, output: base(yp), outputItemStride: stride, parameters: base(pp), scratch: scratch)
+        }
+        y.withUnsafeBufferPointer { yp in
+          dy.withUnsafeMutableBufferPointer { dyp in
+            dx.withUnsafeMutableBufferPointer { dxp in
+              grads.withUnsafeMutableBufferPointer { gp in
+                inputBias.withUnsafeMutableBufferPointer { ib in
+                  conv.backward(
+                    input: base(xp), inputShape: s, output: base(yp), outputGradient: base(dyp), outputItemStride: stride,
+                    inputGradient: base(dxp), accumulateInputGradient: true, maskInputGradient: true,
+                    inputBiasGradient: base(ib), parameters: base(pp), gradients: base(gp), scratch: scratch)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (y, dx, grads, inputBias, dy)
+  }
 }

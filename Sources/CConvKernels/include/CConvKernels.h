@@ -72,6 +72,48 @@ void CConv_weight_gradient(int isa, const float *band, int inputs, int row, cons
                            size_t dy_plane, int dy_row, int outputs, int wo, int rows,
                            float *partial);
 
+// MARK: - Winograd F(2×2, 3×3) (winograd.c; AVX2 + FMA, run on AVX-512 CPUs too)
+
+/// Floats of Winograd-transformed weights (16 per kernel, outputs rounded up to 4).
+size_t CConv_wino_packed_count(int outputs, int inputs);
+
+/// Floats of per-thread scratch CConv_wino_forward needs for `inputs` → `outputs` channels.
+size_t CConv_wino_scratch_count(int inputs, int outputs);
+
+/// Transforms and packs w[o][c][ky][kx] as CConv_pack does (`transposed` the same way):
+/// packed[((o/4 · 16 + ξ) · inputs + c) · 4 + o % 4] = (G g Gᵀ)[ξ].
+void CConv_wino_pack(const float *w, int cout, int cin, int transposed, float *packed);
+
+/// The same result as CConv_forward (within float rounding: the transforms reassociate the
+/// sums) from Winograd-packed weights. Each plane of `band` holds `band_rows` rows of `row`
+/// floats, band_rows ≥ rows + 2 + (rows odd), every row readable in full and finite; the
+/// row's tail past the data is read for tiles past the output width, whose results are not
+/// stored. `scratch` holds CConv_wino_scratch_count(inputs, outputs) floats. Every output element is
+/// computed by one thread in a fixed order, independent of how rows are split into bands
+/// as long as bands start at even rows.
+void CConv_wino_forward(int isa, const float *band, int inputs, int row, int band_rows, const float *packed,
+                        int outputs, const float *bias, int relu, int accumulate, float *y, size_t out_plane,
+                        int wo, int rows, float *scratch);
+
+/// Floats of the transformed weight-gradient partial: 16 · inputs · outputs (rounded up to 4).
+size_t CConv_wino_wgrad_partial_count(int outputs, int inputs);
+
+/// Floats of per-thread scratch CConv_wino_weight_gradient needs.
+size_t CConv_wino_wgrad_scratch_count(int inputs, int outputs);
+
+/// partial[(ξ · inputs + c) · O4 + o] += Σ_tiles (Bᵀ d B)[ξ] · (A dY Aᵀ)[ξ] over the 2 × 2 tiles of
+/// output rows 0..rows−1 and columns 0..wo−1 (O4 = outputs rounded up to 4): the weight
+/// gradient of CConv_weight_gradient in the Winograd domain, finished by
+/// CConv_wino_wgrad_finish. `band` as for CConv_wino_forward (band_rows ≥ rows + 2 + rows odd);
+/// `dy` plane o at dy + o · dy_plane, rows dy_row apart, must read as zero past wo up to the
+/// next multiple of 16 and, when rows is odd, in row `rows`.
+void CConv_wino_weight_gradient(int isa, const float *band, int inputs, int row, int band_rows, const float *dy,
+                                size_t dy_plane, int dy_row, int outputs, int wo, int rows, float *partial,
+                                float *scratch);
+
+/// dw[(o · inputs + c) · 9 + 3 ky + kx] += (Gᵀ M G)[ky][kx] of a partial.
+void CConv_wino_wgrad_finish(const float *partial, int outputs, int inputs, float *dw);
+
 #ifdef __cplusplus
 }
 #endif

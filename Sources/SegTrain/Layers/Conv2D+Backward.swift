@@ -78,11 +78,13 @@ extension Conv2D {
     //   Gᵀ     += X_chunk · colᵀ             Gᵀ[c, (o, ky', kx')] = dWt[o, c, k−1−ky', k−1−kx']
     // The same lowered block serves both products while it is in cache, and X needs no lowering.
     t0 = StepProfile.begin()
-    if usesDirectKernels(for: s, backward: true) {
+    let winograd = usesWinograd(for: s, backward: true)
+    if winograd || usesDirectKernels(for: s, backward: true) {
       backwardDirect(
         input: x, inputShape: s, outputGradient: dy, outputItemStride: ostride, inputGradient: dx,
         accumulateInputGradient: accumulateInputGradient, maskInputGradient: maskInputGradient,
-        inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients, scratch: scratch)
+        inputBiasGradient: inputBiasGradient, parameters: parameters, gradients: gradients,
+        winograd: winograd, scratch: scratch)
       StepProfile.end(t0, "\(profileName(s)) backward")
       return
     }

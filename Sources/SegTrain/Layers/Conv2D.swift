@@ -159,8 +159,11 @@ public struct Conv2D: Sendable {
       forwardSingleChannel(input: x, shape: s, output: y, outputItemStride: ostride, parameters: parameters, scratch: scratch)
       return
     }
-    if usesDirectKernels(for: s, backward: false) {
-      forwardDirect(input: x, shape: s, output: y, outputItemStride: ostride, parameters: parameters, scratch: scratch)
+    let winograd = usesWinograd(for: s, backward: false)
+    if winograd || usesDirectKernels(for: s, backward: false) {
+      forwardDirect(
+        input: x, shape: s, output: y, outputItemStride: ostride, parameters: parameters, winograd: winograd,
+        scratch: scratch)
       return
     }
     let k = kernelSize, p = padding, cin = inChannels, cout = outChannels, kk = patch
